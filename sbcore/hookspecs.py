@@ -1,0 +1,86 @@
+"""Every hook sbcore calls, grouped by lifecycle. This module is the plugin author's contract.
+
+A plugin is a module (or object) with functions decorated by `sbcore.hookimpl`, named after the
+specs below and taking any subset of their arguments (always passed by keyword). Plugins are found
+through the entry-point group ``sbcore``; the entry-point name is the plugin name used by
+``plugin=NAME`` on the command line. Built-in components register through these same hooks.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import argparse
+    from pathlib import Path
+
+    from sbcore.registry import Registry
+    from sbcore.run import Run
+
+PROJECT = "sbcore"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+# --------------------------------------------------------------------------------------------
+# Registration: called once, when the plugin manager is built.
+# --------------------------------------------------------------------------------------------
+
+
+@hookspec
+def sbcore_register(registry: Registry) -> None:
+    """Add named components with ``registry.add(kind, name, obj)``.
+
+    Kinds: ``method`` (a Trainer subclass whose ``Config`` attrs class is the ``method:`` section),
+    ``process``, ``coupling``, ``network``, ``sampler``, ``dataset``, ``metric``, ``logger``.
+    Registering a name another plugin already took is an error naming both plugins.
+    """
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------
+
+
+@hookspec
+def sbcore_add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add sub-commands to ``sbcore``.
+
+    Create a parser with ``subparsers.add_parser(name, help=...)`` and set its handler with
+    ``parser.set_defaults(handler=fn)``; ``fn(args)`` returns the process exit code.
+    """
+
+
+# --------------------------------------------------------------------------------------------
+# Run lifecycle: called by the Trainer, on the main process only (rank 0 under DDP).
+# --------------------------------------------------------------------------------------------
+
+
+@hookspec
+def sbcore_run_start(run: Run) -> None:
+    """A run begins (also after a resume); ``run.config`` and ``run.dir`` are set."""
+
+
+@hookspec
+def sbcore_step_end(run: Run, step: int, metrics: dict[str, float]) -> None:
+    """A logged optimisation step ended; ``metrics`` holds scalars such as loss and lr."""
+
+
+@hookspec
+def sbcore_evaluate(run: Run, samples: dict[str, Any]) -> dict[str, float] | None:
+    """Compute metrics on generated samples; the dicts of all plugins are merged.
+
+    ``samples`` maps names (e.g. ``"forward"``, ``"backward"``) to Trajectory objects and
+    ``"x0"``/``"x1"`` to data batches. Return None to contribute nothing.
+    """
+
+
+@hookspec
+def sbcore_checkpoint_saved(run: Run, path: Path) -> None:
+    """A checkpoint was written atomically to ``path``."""
+
+
+@hookspec
+def sbcore_run_end(run: Run, summary: dict[str, Any]) -> None:
+    """The run finished; ``summary`` holds the final metrics."""

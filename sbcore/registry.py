@@ -1,0 +1,71 @@
+"""Named registry of components, filled by plugins through the `sbcore_register` hook."""
+
+from __future__ import annotations
+
+import difflib
+from collections import defaultdict
+from typing import Any
+
+#: the kinds of component a plugin can register, and what each one is.
+KINDS: dict[str, str] = {
+    "method": "a Trainer subclass with a `Config` attrs class (the `method:` section)",
+    "process": "a ReferenceProcess class",
+    "coupling": "a Coupling class",
+    "network": "a Network class",
+    "sampler": "a Sampler class",
+    "dataset": "a data source class",
+    "metric": "a metric callable",
+    "logger": "a logger plugin object (lifecycle hook implementations)",
+}
+
+
+class UnknownComponentError(KeyError):
+    """An unknown component name; the message lists the known ones and the closest match."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; we want the plain message
+        return str(self.args[0])
+
+
+class Registry:
+    """kind -> name -> component, remembering which plugin registered each entry."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, dict[str, Any]] = defaultdict(dict)
+        self._owner: dict[tuple[str, str], str] = {}
+        self.current_plugin: str = "?"
+
+    def add(self, kind: str, name: str, component: Any) -> Any:
+        if kind not in KINDS:
+            raise ValueError(f"unknown component kind {kind!r}; known kinds: {sorted(KINDS)}")
+        key = (kind, name)
+        if key in self._owner and self._items[kind][name] is not component:
+            raise ValueError(
+                f"{kind} {name!r} is registered twice: by {self._owner[key]!r} and by {self.current_plugin!r}"
+            )
+        self._items[kind][name] = component
+        self._owner[key] = self.current_plugin
+        return component
+
+    def get(self, kind: str, name: str) -> Any:
+        items = self._items.get(kind, {})
+        if name not in items:
+            raise UnknownComponentError(unknown_name_message(kind, name, items))
+        return items[name]
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self._items.get(kind, {}))
+
+    def owned_by(self, plugin: str) -> dict[str, list[str]]:
+        """Components a plugin registered, grouped by kind (for `sbcore plugins`)."""
+        out: dict[str, list[str]] = defaultdict(list)
+        for (kind, name), owner in sorted(self._owner.items()):
+            if owner == plugin:
+                out[kind].append(name)
+        return dict(out)
+
+
+def unknown_name_message(kind: str, name: str, known: Any) -> str:
+    known = sorted(known)
+    close = difflib.get_close_matches(str(name), known, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return f"unknown {kind} {name!r}; available: {', '.join(known) or '(none)'}.{hint}"
