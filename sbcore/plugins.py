@@ -16,7 +16,7 @@ from sbcore.registry import Registry
 
 ENTRY_POINT_GROUP = "sbcore"
 #: modules of the core that register through the same hooks as third-party plugins.
-BUILTIN_PLUGINS = ("sbcore.builtins", "sbcore.logging")
+BUILTIN_PLUGINS = ("sbcore.builtins", "sbcore.loggers")
 
 
 @attrs.define

@@ -1,0 +1,1 @@
+"""An example sbcore plugin: registers the `spiral` data source."""

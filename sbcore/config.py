@@ -1,0 +1,368 @@
+"""Run configuration: attrs classes structured by cattrs from YAML plus ``key.sub=value`` overrides.
+
+One YAML file holds a run. Its top-level sections are ``plugin``, ``name``, ``seed``, ``out``,
+``resume``, ``data``, ``method``, ``network``, ``train``, ``sampler``, ``log`` and ``launcher``.
+The ``method:`` section is the attrs ``Config`` class of the method named by ``plugin``; component
+sections (``network``, ``sampler``, data sources, couplings) name a registered component by
+``kind`` (``source`` for data) and are validated against that component's constructor signature.
+Every error is collected before any work starts and names the key path, what was expected and
+what was given, with the closest valid key for typos.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import inspect
+import re
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+import cattrs
+import yaml
+from attrs import validators as v
+from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+from cattrs.v import format_exception
+
+from sbcore.registry import Registry, unknown_name_message
+
+# ------------------------------------------------------------------------------------------------
+# YAML: PyYAML reads YAML 1.1, where `3e-4` is a string; accept it as a float like YAML 1.2 does.
+# ------------------------------------------------------------------------------------------------
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d[\d_]*)?(?:\.\d[\d_]*)?[eE][-+]?\d+$"),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; `lines` holds one message per problem."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+        super().__init__("invalid configuration:\n  " + "\n  ".join(lines))
+
+
+# ------------------------------------------------------------------------------------------------
+# Components chosen by name
+# ------------------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Component:
+    """A registered component chosen by name, with validated constructor parameters.
+
+    Subclasses say which registry kind they draw from and which key names the component.
+    """
+
+    registry_kind: typing.ClassVar[str] = "network"
+    tag: typing.ClassVar[str] = "kind"
+
+    kind: str
+    params: dict[str, Any] = attrs.field(factory=dict)
+
+    def build(self, registry: Registry, **runtime: Any) -> Any:
+        return registry.get(self.registry_kind, self.kind)(**runtime, **self.params)
+
+
+@attrs.frozen
+class NetworkSpec(Component):
+    registry_kind = "network"
+
+
+@attrs.frozen
+class SamplerSpec(Component):
+    registry_kind = "sampler"
+
+
+@attrs.frozen
+class CouplingSpec(Component):
+    registry_kind = "coupling"
+
+
+@attrs.frozen
+class ProcessSpec(Component):
+    registry_kind = "process"
+
+
+@attrs.frozen
+class DataSource(Component):
+    """A data source section: ``{source: NAME, ...constructor params}``."""
+
+    registry_kind = "dataset"
+    tag = "source"
+
+
+#: constructor arguments filled in at run time, never from YAML.
+RUNTIME_ARGS = frozenset({"self", "shape", "generator"})
+
+
+@functools.cache
+def schema_for(component: type) -> type:
+    """An attrs class mirroring `component`'s keyword constructor parameters (for validation)."""
+    init = component.__init__
+    hints = typing.get_type_hints(init)
+    fields: dict[str, Any] = {}
+    for name, param in inspect.signature(init).parameters.items():
+        if name in RUNTIME_ARGS or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        default = attrs.NOTHING if param.default is param.empty else param.default
+        fields[name] = attrs.field(type=hints.get(name, Any), default=default)
+    return attrs.make_class(f"{component.__name__}Params", fields, frozen=True, kw_only=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# Sections
+# ------------------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class DataConfig:
+    """Either two unpaired sides `x0` and `x1`, or one `pairs` source for paired data."""
+
+    x0: DataSource | None = None
+    x1: DataSource | None = None
+    pairs: DataSource | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.pairs is None and (self.x0 is None or self.x1 is None):
+            raise ValueError("give both data.x0 and data.x1, or data.pairs")
+        if self.pairs is not None and (self.x0 is not None or self.x1 is not None):
+            raise ValueError("give data.pairs or data.x0/data.x1, not both")
+
+
+def _positive(_: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value <= 0:
+        raise ValueError(f"'{attribute.name}' must be > 0, got {value!r}")
+
+
+@attrs.frozen
+class TrainConfig:
+    steps: int = attrs.field(default=1000, validator=_positive)
+    batch_size: int = attrs.field(default=256, validator=_positive)
+    lr: float = attrs.field(default=1.0e-3, validator=_positive)
+    weight_decay: float = attrs.field(default=0.0, validator=v.ge(0.0))
+    warmup_steps: int = attrs.field(default=0, validator=v.ge(0))
+    grad_clip: float | None = 1.0
+    ema_decay: float = attrs.field(default=0.999, validator=[v.ge(0.0), v.lt(1.0)])
+    grad_accum: int = attrs.field(default=1, validator=_positive)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    device: str = "auto"
+    threads: int | None = None
+    log_every: int = attrs.field(default=50, validator=_positive)
+    eval_every: int = attrs.field(default=0, validator=v.ge(0))
+    checkpoint_every: int = attrs.field(default=0, validator=v.ge(0))
+    keep_checkpoints: int = attrs.field(default=3, validator=_positive)
+    eval_samples: int = attrs.field(default=2000, validator=_positive)
+    progress: bool = True
+
+
+@attrs.frozen
+class LogConfig:
+    console: bool = True
+    jsonl: bool = True
+
+
+@attrs.frozen
+class LauncherConfig:
+    kind: Literal["local"] = "local"
+
+
+def default_network() -> NetworkSpec:
+    return NetworkSpec("mlp")
+
+
+def default_sampler() -> SamplerSpec:
+    return SamplerSpec("euler_maruyama", {"steps": 100})
+
+
+@attrs.frozen
+class Config:
+    plugin: str
+    method: Any
+    data: DataConfig
+    name: str = ""
+    seed: int = 0
+    out: str = "runs"
+    resume: bool = False
+    network: NetworkSpec = attrs.field(factory=default_network)
+    train: TrainConfig = attrs.field(factory=TrainConfig)
+    sampler: SamplerSpec = attrs.field(factory=default_sampler)
+    log: LogConfig = attrs.field(factory=LogConfig)
+    launcher: LauncherConfig = attrs.field(factory=LauncherConfig)
+
+
+# ------------------------------------------------------------------------------------------------
+# Converter
+# ------------------------------------------------------------------------------------------------
+
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "a boolean"}
+
+
+def _strict(kind: type) -> Any:
+    def structure(value: Any, _: Any) -> Any:
+        ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if not ok:
+            raise TypeError(f"expected {_TYPE_NAMES[kind]}, got {type(value).__name__} {value!r}")
+        return value
+
+    return structure
+
+
+def make_converter(registry: Registry) -> cattrs.Converter:
+    """A strict converter (no silent int('3') or True -> 1) that knows the registry's components."""
+    conv = cattrs.Converter(forbid_extra_keys=True)
+    for kind in (int, float, str, bool):
+        conv.register_structure_hook(kind, _strict(kind))
+
+    def structure_component(value: Any, cls: type[Component]) -> Component:
+        if isinstance(value, str):
+            value = {cls.tag: value}
+        if not isinstance(value, dict):
+            raise TypeError(f"expected a mapping with a {cls.tag!r} key, got {type(value).__name__} {value!r}")
+        params = dict(value)
+        if cls.tag not in params:
+            raise ValueError(f"missing {cls.tag!r}; available: {', '.join(registry.names(cls.registry_kind))}")
+        name = params.pop(cls.tag)
+        try:
+            component = registry.get(cls.registry_kind, name)
+        except KeyError as exc:
+            raise ValueError(str(exc)) from None
+        checked = conv.structure(params, schema_for(component))
+        return cls(name, {k: getattr(checked, k) for k in params})
+
+    def unstructure_component(c: Component) -> dict[str, Any]:
+        return {c.tag: c.kind, **conv.unstructure(c.params)}
+
+    is_component = lambda t: isinstance(t, type) and issubclass(t, Component)  # noqa: E731
+    conv.register_structure_hook_func(is_component, structure_component)
+    conv.register_unstructure_hook_func(is_component, unstructure_component)
+    return conv
+
+
+# ------------------------------------------------------------------------------------------------
+# Loading
+# ------------------------------------------------------------------------------------------------
+
+
+def _format(exc: BaseException, type_: Any) -> str:
+    if isinstance(exc, ForbiddenExtraKeysError):
+        valid = [a.name for a in attrs.fields(exc.cl)] if attrs.has(exc.cl) else []
+        parts = []
+        for key in sorted(exc.extra_fields):
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (valid keys: {', '.join(valid)})"
+            parts.append(f"unknown key {key!r}{hint}")
+        return "; ".join(parts)
+    if isinstance(exc, KeyError):
+        return "required key missing"
+    if isinstance(exc, (TypeError, ValueError)):
+        text = str(exc)
+        if text.startswith("expected") or isinstance(exc, ValueError):
+            return text
+        return f"{format_exception(exc, type_)}: {text}"
+    return format_exception(exc, type_)
+
+
+def _error_lines(exc: Exception, path: str) -> list[str]:
+    if isinstance(exc, (ClassValidationError, IterableValidationError)):
+        return cattrs.transform_error(exc, path=path, format_exception=_format)
+    return [f"{_format(exc, None)} @ {path}"]
+
+
+def set_override(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``a.b.c = value`` in a nested dict; assigning a mapping replaces the whole node."""
+    keys = dotted.split(".")
+    node = tree
+    for key in keys[:-1]:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = {} if child is None else {"kind": child} if isinstance(child, str) else {}
+            node[key] = child
+        node = child
+    node[keys[-1]] = value
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["train.steps=500", "network={kind: mlp}"]`` -> nested dict (values parsed as YAML)."""
+    tree: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError([f"override {item!r} is not of the form key.sub=value"])
+        key, text = item.split("=", 1)
+        set_override(tree, key.strip(), load_yaml(text) if text != "" else "")
+    return tree
+
+
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and not _replaces(value):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _replaces(value: dict[str, Any]) -> bool:
+    """A mapping that names a new component (kind/source) replaces the node instead of merging."""
+    return "kind" in value or "source" in value
+
+
+def read_yaml_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError([f"config file not found: {path}"])
+    try:
+        raw = load_yaml(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path}: not valid YAML: {exc}"]) from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{path}: expected a mapping at the top level, got {type(raw).__name__}"])
+    return raw
+
+
+def structure_config(raw: dict[str, Any], registry: Registry) -> Config:
+    """Validate a raw dict into a `Config`, collecting every error before raising."""
+    conv = make_converter(registry)
+    raw = dict(raw)
+    plugin = raw.get("plugin")
+    if not isinstance(plugin, str):
+        raise ConfigError([f"required key missing @ config.plugin (available: {', '.join(registry.names('method'))})"])
+    errors: list[str] = []
+    try:
+        method_cls = registry.get("method", plugin).Config
+    except KeyError:
+        raise ConfigError([unknown_name_message("plugin", plugin, registry.names("method")) + " @ config.plugin"]) from None
+    method_raw = raw.pop("method", {}) or {}
+    method = None
+    try:
+        method = conv.structure(method_raw, method_cls)
+    except Exception as exc:  # noqa: BLE001 - collected and reported with the others
+        errors += _error_lines(exc, "config.method")
+    raw["method"] = None
+    try:
+        config = conv.structure(raw, Config)
+    except Exception as exc:  # noqa: BLE001
+        errors += _error_lines(exc, "config")
+        config = None
+    if errors or config is None:
+        raise ConfigError(errors)
+    return attrs.evolve(config, method=method)

@@ -1,0 +1,54 @@
+"""Sinusoidal time embedding (Vaswani et al. 2017, Sec. 3.5; as used for t in DDPM, Ho et al. 2020, App. B).
+
+Bridges use continuous t in [0, 1]. The standard frequencies 1 / max_period**(i / half) range from 1
+down to 1e-4 per unit of input, so on raw t in [0, 1] most channels would barely move (phase change
+well below 1 rad for more than half of them) and the network could hardly tell nearby times apart.
+Multiplying t by `scale` = 1000 maps [0, 1] onto DDPM's step range 0..1000, where low and high
+frequencies both resolve the time grid; DSBM's UNet uses the same `temb_scale=1000`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+
+def time_like(t: Tensor | float, x: Tensor) -> Tensor:
+    """t as a vector of shape (B,) on x's device and dtype; a scalar or a (1,) tensor is broadcast."""
+    t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
+    if t.ndim > 1 or (t.ndim == 1 and t.shape[0] not in (1, x.shape[0])):
+        raise ValueError(f"t must have shape ({x.shape[0]},) to match x, got {tuple(t.shape)}")
+    return t.reshape(-1).expand(x.shape[0])
+
+
+def sinusoidal_embedding(t: Tensor, dim: int, scale: float = 1000.0, max_period: float = 10_000.0) -> Tensor:
+    """(B,) -> (B, dim): [cos(scale t w_i), sin(scale t w_i)] with w_i = max_period**(-i / half).
+
+    Computed in at least float32: in half precision scale * t would lose the fine time resolution.
+    """
+    half = dim // 2
+    dtype = torch.promote_types(t.dtype, torch.float32)
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=dtype, device=t.device) / half)
+    args = scale * t.to(dtype)[:, None] * freqs[None, :]
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+    if dim % 2:  # odd widths get one constant zero channel
+        emb = torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=-1)
+    return emb
+
+
+class TimeEmbedding(nn.Module):
+    """Sinusoidal features followed by Linear-SiLU-Linear, so the network learns its own time code."""
+
+    def __init__(self, dim: int, out_dim: int, scale: float = 1000.0) -> None:
+        super().__init__()
+        if dim < 2:
+            raise ValueError(f"time embedding dim must be >= 2, got {dim}")
+        self.dim = dim
+        self.scale = scale
+        self.mlp = nn.Sequential(nn.Linear(dim, out_dim), nn.SiLU(), nn.Linear(out_dim, out_dim))
+
+    def forward(self, t: Tensor) -> Tensor:
+        emb = sinusoidal_embedding(t, self.dim, self.scale)
+        return self.mlp(emb.to(self.mlp[0].weight.dtype))

@@ -1,0 +1,287 @@
+"""The `Trainer` interface and the loop services every method reuses.
+
+A method subclasses `Trainer`, declares its ``Config`` (the ``method:`` section), builds its
+networks in `setup` and returns the loss of one micro-batch from `training_loss`. The base class
+owns the optimiser (AdamW), LR warm-up, gradient accumulation and clipping, autocast, EMA,
+seeding, progress, logging through the lifecycle hooks, periodic evaluation and checkpoints
+with exact resume.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from sbcore import __version__
+from sbcore.io import checkpoint as ckpt
+from sbcore.network.base import Network
+from sbcore.process.base import Direction
+from sbcore.run import Run
+from sbcore.sampler.base import Trajectory
+from sbcore.train.ema import EMA
+
+
+class Trainer(ABC):
+    """Base trainer. Subclasses implement `setup`, `training_loss` and `evaluate`."""
+
+    Config: ClassVar[type]
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.cfg = run.config.train
+        self.method = run.config.method
+        self.device = run.device
+        self.step = 0
+        self.networks = nn.ModuleDict()
+        self.data_generator = torch.Generator().manual_seed(run.config.seed + 1)
+
+    # ---- what a method supplies ------------------------------------------------------------
+
+    @abstractmethod
+    def setup(self) -> None:
+        """Build data sources, process, coupling and `self.networks` (a name -> Network dict)."""
+
+    @abstractmethod
+    def training_loss(self, batch_size: int) -> Tensor:
+        """Draw a micro-batch of `batch_size` and return its scalar loss."""
+
+    @abstractmethod
+    def evaluate(self) -> dict[str, Any]:
+        """Sample with the EMA networks; return metrics (and write pictures to the run folder)."""
+
+    @abstractmethod
+    def draw(self, side: str, n: int, generator: torch.Generator) -> Tensor:
+        """n data samples of side "x0" or "x1" (on the CPU), drawn with `generator`."""
+
+    @abstractmethod
+    def sample(
+        self, direction: Direction, x_start: Tensor, steps: int | None = None, return_path: bool = False
+    ) -> Trajectory:
+        """Integrate the learned process from `x_start` with the current weights."""
+
+    def extra_state(self) -> dict[str, Any]:
+        """Method state that must survive a resume (e.g. a coupling cache)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore what `extra_state` returned."""
+
+    # ---- services -----------------------------------------------------------------------------
+
+    def add_network(self, name: str, network: Network) -> Network:
+        self.networks[name] = network.to(self.device)
+        return self.networks[name]
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        precision = self.cfg.precision
+        if precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    @contextlib.contextmanager
+    def ema_weights(self):
+        """Temporarily swap in the EMA weights (for sampling and evaluation)."""
+        backup = {k: p.detach().clone() for k, p in self.networks.named_parameters()}
+        self.ema.copy_to(self.networks)
+        was_training = self.networks.training
+        self.networks.eval()
+        try:
+            yield self.networks
+        finally:
+            with torch.no_grad():
+                for k, p in self.networks.named_parameters():
+                    p.copy_(backup[k])
+            self.networks.train(was_training)
+
+    def lr_at(self, step: int) -> float:
+        warm = self.cfg.warmup_steps
+        return self.cfg.lr * min(1.0, (step + 1) / warm) if warm else self.cfg.lr
+
+    def _seed(self) -> None:
+        seed = self.run.config.seed
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+
+    def _build_optimizer(self) -> None:
+        params = [p for p in self.networks.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        self.ema = EMA(self.networks, self.cfg.ema_decay)
+        fp16_cuda = self.cfg.precision == "fp16" and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=fp16_cuda)
+
+    # ---- one optimisation step ---------------------------------------------------------------
+
+    def train_step(self) -> dict[str, float]:
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr_at(self.step)
+        accum = self.cfg.grad_accum
+        micro = self.cfg.batch_size // accum
+        total = 0.0
+        for _ in range(accum):
+            with self.autocast():
+                loss = self.training_loss(micro) / accum
+            self.scaler.scale(loss).backward()
+            total += float(loss.detach())
+        self.scaler.unscale_(self.optimizer)
+        clip = self.cfg.grad_clip if self.cfg.grad_clip is not None else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.networks.parameters(), clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.ema.update()
+        self.step += 1
+        return {"loss": total, "grad_norm": float(grad_norm), "lr": self.optimizer.param_groups[0]["lr"]}
+
+    # ---- the loop ----------------------------------------------------------------------------
+
+    def fit(self) -> dict[str, Any]:
+        run, cfg = self.run, self.cfg
+        if cfg.batch_size % cfg.grad_accum:
+            raise ValueError(f"train.batch_size ({cfg.batch_size}) must be divisible by train.grad_accum ({cfg.grad_accum})")
+        self._seed()
+        self.setup()
+        self._build_optimizer()
+        if run.config.resume:
+            self._resume()
+        run.hook.sbcore_run_start(run=run)
+        window: list[float] = []
+        bar = tqdm(
+            total=cfg.steps, initial=self.step, desc=run.dir.name, disable=not (cfg.progress and run.is_main),
+            dynamic_ncols=True, mininterval=0.5,
+        )
+        started = time.perf_counter()
+        start_step = self.step
+        while self.step < cfg.steps:
+            stats = self.train_step()
+            window.append(stats["loss"])
+            bar.update(1)
+            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                stats["loss"] = sum(window) / len(window)
+                window.clear()
+                bar.set_postfix(loss=f"{stats['loss']:.4g}")
+                run.hook.sbcore_step_end(run=run, step=self.step, metrics=stats)
+            if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
+                self.save_checkpoint()
+            if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps:
+                self._evaluate()
+        bar.close()
+        elapsed = time.perf_counter() - started
+        self.save_checkpoint()
+        summary = {"step": self.step, "train_seconds": round(elapsed, 2),
+                   "steps_per_second": round((self.step - start_step) / elapsed, 2) if elapsed > 0 else None}
+        summary.update(self._evaluate())
+        run.summary = summary
+        run.hook.sbcore_run_end(run=run, summary=summary)
+        return summary
+
+    def _evaluate(self) -> dict[str, Any]:
+        """Evaluate on EMA weights with its own RNG stream, so training randomness is untouched."""
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(self.run.config.seed + 10_000_019)
+            with self.ema_weights():
+                metrics = self.evaluate()
+            extra = self.run.hook.sbcore_evaluate(run=self.run, samples=metrics.pop("_samples", {}))
+        for result in extra:
+            metrics.update(result or {})
+        metrics = {k: v for k, v in metrics.items() if not k.startswith("_")}
+        self.run.hook.sbcore_step_end(run=self.run, step=self.step, metrics={f"eval/{k}": v for k, v in metrics.items()})
+        return metrics
+
+    # ---- checkpoints -------------------------------------------------------------------------
+
+    def _state(self) -> dict[str, Any]:
+        rng: dict[str, Any] = {
+            "torch": torch.get_rng_state(),
+            "data": self.data_generator.get_state(),
+            "python": _to_json(random.getstate()),
+            "numpy": _to_json(np.random.get_state()),
+        }
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {"step": self.step, "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
+                "rng": rng, "method": self.extra_state()}
+
+    def save_checkpoint(self) -> Path | None:
+        if not self.run.is_main:
+            return None
+        weights = {f"model/{k}": p for k, p in self.networks.state_dict().items()}
+        weights.update({f"ema/{k}": p for k, p in self.ema.state_dict().items()})
+        networks = {name: {"kind": _registered_name(self.run, type(net)), "hparams": net.hparams}
+                    for name, net in self.networks.items()}
+        metadata = {"config": self.run.config_dict(), "step": self.step, "sbcore_version": __version__,
+                    "plugin": self.run.config.plugin, "plugin_version": _plugin_version(self.run),
+                    "networks": networks}
+        folder = self.run.dir / "checkpoints"
+        path = ckpt.save_checkpoint(folder, self.step, weights, metadata, self._state())
+        ckpt.prune(folder, self.cfg.keep_checkpoints)
+        self.run.hook.sbcore_checkpoint_saved(run=self.run, path=path)
+        return path
+
+    def _resume(self) -> None:
+        folder = self.run.dir / "checkpoints"
+        found = ckpt.list_checkpoints(folder)
+        if not found:
+            self.run.echo(f"resume: no checkpoint in {folder}; starting from step 0")
+            return
+        path = found[-1]
+        tensors, _ = ckpt.load_weights(path)
+        state = ckpt.load_state(path)
+        self.networks.load_state_dict({k[6:]: t for k, t in tensors.items() if k.startswith("model/")})
+        self.ema.load_state_dict({k[4:]: t.to(self.device) for k, t in tensors.items() if k.startswith("ema/")})
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        self.data_generator.set_state(rng["data"])
+        random.setstate(_from_json_python(rng["python"]))
+        np.random.set_state(_from_json_numpy(rng["numpy"]))
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        self.load_extra_state(state["method"])
+        self.step = int(state["step"])
+        self.run.echo(f"resumed from {path} at step {self.step}")
+
+
+def _registered_name(run: Run, cls: type) -> str:
+    for name in run.registry.names("network"):
+        if run.registry.get("network", name) is cls:
+            return name
+    raise KeyError(f"network class {cls.__name__} is not registered; register it so checkpoints can rebuild it")
+
+
+def _plugin_version(run: Run) -> str:
+    for info in run.plugins.infos.values():
+        owned = run.registry.owned_by(info.name).get("method", [])
+        if run.config.plugin in owned:
+            return info.version
+    return "?"
+
+
+def _to_json(state: Any) -> Any:
+    if isinstance(state, np.ndarray):
+        return {"__ndarray__": state.tolist(), "dtype": str(state.dtype)}
+    if isinstance(state, (tuple, list)):
+        return [_to_json(s) for s in state]
+    return state
+
+
+def _from_json_python(state: list) -> tuple:
+    version, internal, gauss = state
+    return (version, tuple(internal), gauss)
+
+
+def _from_json_numpy(state: list) -> tuple:
+    name, keys, pos, has_gauss, cached = state
+    return (name, np.array(keys["__ndarray__"], dtype=keys["dtype"]), pos, has_gauss, cached)

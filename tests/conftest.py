@@ -1,0 +1,44 @@
+"""Shared fixtures: the real plugin set, tiny configs, and small-thread torch for speed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from sbcore.plugins import create_plugins
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = ROOT.parent / "shared" / "data"
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def plugins():
+    return create_plugins()
+
+
+@pytest.fixture
+def tiny_gaussian(tmp_path):
+    """A raw config for a 2-D Gaussian `bm` run that trains in about a second."""
+    return {
+        "plugin": "bm",
+        "name": "tiny",
+        "out": str(tmp_path / "runs"),
+        "seed": 3,
+        "data": {"x0": {"source": "gaussian", "dim": 2, "mean": -1.0},
+                 "x1": {"source": "gaussian", "dim": 2, "mean": 1.0}},
+        "method": {"sigma": 1.0},
+        "network": {"kind": "mlp", "hidden": 32, "layers": 2},
+        "train": {"steps": 20, "batch_size": 32, "lr": 1.0e-3, "log_every": 5, "eval_samples": 200,
+                  "progress": False, "checkpoint_every": 10},
+        "sampler": {"kind": "euler_maruyama", "steps": 10},
+        "log": {"console": False},
+    }
+
+
+if "SBCORE_DATA_DIR" not in os.environ and DATA_DIR.is_dir():
+    os.environ["SBCORE_DATA_DIR"] = str(DATA_DIR)
