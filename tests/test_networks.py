@@ -21,8 +21,16 @@ CASES = {
     "unet-28": (UNet, dict(shape=(1, 28, 28), channels=8, channel_mults=(1, 2), groups=4)),
     "unet-attn-dropout": (
         UNet,
-        dict(shape=(3, 12, 12), channels=8, channel_mults=(1, 1, 2), num_res_blocks=2,
-             attention_levels=(1, 2), dropout=0.1, groups=2, num_heads=2),
+        dict(
+            shape=(3, 12, 12),
+            channels=8,
+            channel_mults=(1, 1, 2),
+            num_res_blocks=2,
+            attention_levels=(1, 2),
+            dropout=0.1,
+            groups=2,
+            num_heads=2,
+        ),
     ),
 }
 
@@ -124,7 +132,7 @@ def test_samples_do_not_influence_each_other_in_eval_mode(case: str) -> None:
 
 def test_construction_and_training_mode_forward_are_deterministic_under_a_seed(case: str) -> None:
     a, b = one_step(make(case, seed=3)), one_step(make(case, seed=3))
-    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         assert torch.equal(pa, pb), name
     x, t = inputs(a)
     torch.manual_seed(5)
@@ -205,11 +213,19 @@ def test_unet_attention_is_placed_at_the_listed_levels(levels: tuple[int, ...], 
     ("kwargs", "message"),
     [
         (dict(shape=(28, 28)), r"shape must be 3-D \(C, H, W\) with positive sizes, got \(28, 28\)"),
-        (dict(shape=(1, 28, 28), channels=12, groups=8), r"groups must divide every channel count \[12, 24, 24\].*got 8"),
+        (
+            dict(shape=(1, 28, 28), channels=12, groups=8),
+            r"groups must divide every channel count \[12, 24, 24\].*got 8",
+        ),
         (dict(shape=(1, 28, 28), channel_mults=()), r"channel_mults must be a non-empty list.*got \[\]"),
-        (dict(shape=(1, 28, 28), attention_levels=(3,)), r"attention_levels must be level indices in \[0, 2\], got \[3\]"),
-        (dict(shape=(1, 28, 28), channels=12, groups=4, num_heads=8, attention_levels=(0,)),
-         r"num_heads must divide the channel counts \[12\] at attention_levels, got 8"),
+        (
+            dict(shape=(1, 28, 28), attention_levels=(3,)),
+            r"attention_levels must be level indices in \[0, 2\], got \[3\]",
+        ),
+        (
+            dict(shape=(1, 28, 28), channels=12, groups=4, num_heads=8, attention_levels=(0,)),
+            r"num_heads must divide the channel counts \[12\] at attention_levels, got 8",
+        ),
         (dict(shape=(1, 28, 28), dropout=1.0), r"dropout must be in \[0, 1\), got 1.0"),
         (dict(shape=(1, 28, 28), num_res_blocks=0), r"num_res_blocks must be >= 1, got 0"),
     ],

@@ -95,8 +95,10 @@ def test_euler_maruyama_with_zero_drift_has_variance_sigma2_times_elapsed_time(g
     torch.manual_seed(0)
     sigma, n = 0.7, 40_000
     out = EulerMaruyama(10).sample(
-        lambda x, t: torch.zeros_like(x), torch.zeros(n // 2, 2, dtype=DT),
-        torch.linspace(*grid, 11, dtype=DT), BrownianBridge(sigma),
+        lambda x, t: torch.zeros_like(x),
+        torch.zeros(n // 2, 2, dtype=DT),
+        torch.linspace(*grid, 11, dtype=DT),
+        BrownianBridge(sigma),
     )
     var = sigma**2 * abs(grid[1] - grid[0])
     # sampling error of the variance is var * sqrt(2 / n) = 0.7 % of var; of the mean sqrt(var / n)

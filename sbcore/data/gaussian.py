@@ -18,7 +18,7 @@ def random_spd(dim: int, seed: int) -> Tensor:
     """R diag(s)² Rᵀ with s = exp(linspace(log 0.5, log 2, dim)) and R a seeded Haar-random rotation.
 
     The anisotropic covariance of ASBM's Gaussian experiment (Gushchin et al. 2024): standard deviations
-    from 0.5 to 2 along random orthogonal axes, so the condition number is 16 whatever the dimension.
+    from 0.5 to 2 along random orthogonal axes, so the condition number is 16 for any dim >= 2.
     """
     generator = torch.Generator().manual_seed(seed)
     q, r = torch.linalg.qr(torch.randn(dim, dim, generator=generator, dtype=torch.float64))

@@ -2,13 +2,14 @@
 
 Two families:
 
-* the DSB / Simplified-DSB sets (De Bortoli et al. 2021; Tang et al. 2024, `util/dataset.py`), also the
-  DSBM 2-D tasks (Shi et al. 2023, Table 2): ``standard``, ``moons``, ``scurve``, ``swissroll``,
-  ``circles``, ``mixture``, ``8gaussians``, ``6gaussians``, ``pinwheel``, ``dsb-checker``,
-  ``checkerboard[:G]`` and ``gaussians[:P]`` (the reference's ``dsb-*`` names are accepted as aliases);
-* the six DDIB sets (Su et al. 2023, Sec. 4.1 and Fig. 2): ``ddib-moons``, ``ddib-checkerboard``,
-  ``ddib-concentric-rings``, ``ddib-concentric-squares``, ``ddib-parallel-rings``,
-  ``ddib-parallel-squares``.
+* the DSB / Simplified-DSB sets (De Bortoli et al. 2021; Tang et al. 2024, arXiv 2403.14623,
+  `util/dataset.py`), also the DSBM 2-D tasks (Shi et al. 2023, Table 2): ``standard``, ``moons``,
+  ``scurve``, ``swissroll``, ``circles``, ``mixture``, ``8gaussians``, ``6gaussians``, ``pinwheel``,
+  ``dsb-checker``, ``checkerboard[:G]`` and ``gaussians[:P]`` (the reference's ``dsb-*`` names are
+  accepted as aliases);
+* the six DDIB sets (Su et al., ICLR 2023, arXiv 2203.08382, Fig. 2 and Table 1;
+  `synthetic_datasets.py`): ``ddib-moons``, ``ddib-checkerboard``, ``ddib-concentric-rings``,
+  ``ddib-concentric-squares``, ``ddib-parallel-rings``, ``ddib-parallel-squares``.
 
 `generate` is a pure function of (name, n, rng). For the DDIB sets it reproduces the reference
 construction call for call on a `np.random.RandomState`, so ``generate(name, n, RandomState(s))`` equals

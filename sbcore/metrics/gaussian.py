@@ -12,7 +12,7 @@ Sources for the formulas:
 - Bunne, Hsieh, Cuturi, Krause 2023 (AISTATS), "The Schrödinger bridge between Gaussian measures has a
   closed form": the SB marginals and the SDE dX = [(b − a) + S_tᵀ Σ_t⁻¹ (X − μ_t)] dt + sigma dW.
 
-Everything is computed in float64; inputs may be torch tensors, numpy arrays or nested lists.
+Everything is computed in float64 on the CPU; inputs may be torch tensors (any device), numpy arrays or lists.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ ArrayLike = Tensor | np.ndarray | Sequence | float
 
 
 def _f64(x: ArrayLike) -> Tensor:
-    return torch.as_tensor(x, dtype=torch.float64)
+    """float64 on the CPU: the closed forms are small dense linear algebra, best done exactly there."""
+    return torch.as_tensor(x, dtype=torch.float64, device="cpu")
 
 
 def sqrtm_psd(m: ArrayLike) -> Tensor:
@@ -150,23 +151,29 @@ class GaussianSB:
         c = self.cross_cov
         return tm * (self.cov1 - c) - (1 - tm) * (self.cov0 - c.mT) - self.eps * tm * self._eye
 
-    def _per_time(self, x: Tensor, t: float | Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Centred x and the time-t quantities (Σ_t, S_tᵀ), computed once per distinct time in t."""
+    def _affine_drift(self, x: Tensor, t: float | Tensor, backward: bool) -> Tensor:
+        """offset + (x − μ_t) @ gain_t, with the time-t matrices computed once per distinct time in t."""
+        x = torch.as_tensor(x)
         x64 = _f64(x)
-        t = _f64(t).expand(x64.shape[0])
-        times, index = torch.unique(t, return_inverse=True)
+        times, index = torch.unique(_f64(t).expand(x64.shape[0]), return_inverse=True)
         mean, cov = self.marginal(times)
-        return x64 - mean[index], cov, self._s_transposed(times), index
+        s_t = self._s_transposed(times)
+        if backward:
+            offset, gain = self.mean0 - self.mean1, -torch.linalg.solve(cov, s_t.mT + self.eps * self._eye)
+        else:
+            offset, gain = self.mean1 - self.mean0, torch.linalg.solve(cov, s_t.mT)
+        out = torch.empty_like(x64)
+        for k in range(len(times)):
+            rows = index == k
+            out[rows] = offset + (x64[rows] - mean[k]) @ gain[k]
+        return out.to(device=x.device, dtype=x.dtype)
 
     def forward_drift(self, x: Tensor, t: float | Tensor) -> Tensor:
         """f(x, t) = (b − a) + S_tᵀ Σ_t⁻¹ (x − μ_t), the SB drift for dX = f dt + sigma dW (Bunne et al. 2023).
 
-        x: (n, d); t: scalar or (n,). Returned in x's dtype.
+        x: (n, d); t: scalar or (n,). Returned on x's device in x's dtype (computed in float64 on the CPU).
         """
-        xc, cov, s_t, index = self._per_time(x, t)
-        gain = torch.linalg.solve(cov, s_t.mT)  # Σ_t⁻¹ S_t, so row-vector f = xc @ (Σ_t⁻¹ S_t)
-        drift = (self.mean1 - self.mean0) + (xc.unsqueeze(1) @ gain[index]).squeeze(1)
-        return drift.to(torch.as_tensor(x).dtype)
+        return self._affine_drift(x, t, backward=False)
 
     def backward_drift(self, x: Tensor, t: float | Tensor) -> Tensor:
         """Drift of the time reversal, in reversed time: −f(x, t) + eps ∇log p_t(x), ∇log p_t = −Σ_t⁻¹(x − μ_t).
@@ -174,10 +181,7 @@ class GaussianSB:
         A sampler moving from t = 1 to t = 0 with x <- x + drift |dt| + sigma sqrt|dt| xi lands on p0
         (Anderson 1982 time reversal). Equals −(b − a) − (S_tᵀ + eps I) Σ_t⁻¹ (x − μ_t).
         """
-        xc, cov, s_t, index = self._per_time(x, t)
-        gain = torch.linalg.solve(cov, s_t.mT + self.eps * self._eye)
-        drift = (self.mean0 - self.mean1) - (xc.unsqueeze(1) @ gain[index]).squeeze(1)
-        return drift.to(torch.as_tensor(x).dtype)
+        return self._affine_drift(x, t, backward=True)
 
     def conditional(self, x0: Tensor) -> tuple[Tensor, Tensor]:
         """X1 | X0 = x0 ~ N(b + Cᵀ A⁻¹ (x0 − a), B − Cᵀ A⁻¹ C); x0 (n, d) -> means (n, d), shared cov (d, d)."""
@@ -286,9 +290,7 @@ def cbw2_uvp(x0: ArrayLike, samples: ArrayLike, sb: GaussianSB) -> float:
     return 100.0 * (bw2(m_hat, s_hat, m_true, s_true).mean() / sb.cov1.trace()).item()
 
 
-def marginal_kl_slices(
-    path: ArrayLike, sb: GaussianSB, times: ArrayLike, diagonal: bool = False
-) -> Tensor:
+def marginal_kl_slices(path: ArrayLike, sb: GaussianSB, times: ArrayLike, diagonal: bool = False) -> Tensor:
     """KL(N̂_t ‖ SB_t) at each slice of a sampled path (DSBM's Gaussian metric, Shi et al. 2023, Table 3).
 
     path: (T, n, d) states, e.g. `Trajectory.path`; times: (T,) the time of each slice. N̂_t is the Gaussian

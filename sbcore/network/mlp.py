@@ -15,8 +15,8 @@ from sbcore.network.embedding import TimeEmbedding, time_like
 class MLP(Network):
     """[flatten(x), emb(t)] -> `layers` x (Linear(hidden), SiLU) -> Linear -> reshape to x's shape.
 
-    Works for any `shape` because it flattens; the time embedding is concatenated to the input,
-    which is enough for low-dimensional data and keeps the first layer the only one that sees t.
+    Works for any `shape` because it flattens. t enters only through the input concatenation,
+    which is enough for low-dimensional data.
     """
 
     def __init__(self, shape: tuple[int, ...], hidden: int = 256, layers: int = 3, time_dim: int = 64) -> None:

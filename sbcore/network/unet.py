@@ -120,24 +120,25 @@ class UNet(Network):
         self.time = TimeEmbedding(channels, time_dim)
         self.inp = nn.Conv2d(self.shape[0], widths[0], 3, padding=1)
 
-        def stage(c_in: int, c_out: int, level: int) -> _Stage:
-            return _Stage(c_in, c_out, time_dim, groups, dropout, num_heads if level in attention else None)
+        def stage(c_in: int, c_out: int, attend: bool) -> _Stage:
+            return _Stage(c_in, c_out, time_dim, groups, dropout, num_heads if attend else None)
 
         self.down = nn.ModuleList()
         skips, cur = [widths[0]], widths[0]
         for level, width in enumerate(widths):
             for _ in range(num_res_blocks):
-                self.down.append(stage(cur, width, level))
+                self.down.append(stage(cur, width, level in attention))
                 cur = width
                 skips.append(cur)
             if level < len(widths) - 1:
                 self.down.append(Downsample(cur))
                 skips.append(cur)
-        self.mid = nn.ModuleList([stage(cur, cur, len(widths) - 1), stage(cur, cur, -1)])
+        deepest = len(widths) - 1 in attention
+        self.mid = nn.ModuleList([stage(cur, cur, deepest), stage(cur, cur, False)])
         self.up = nn.ModuleList()
         for level, width in reversed(list(enumerate(widths))):
             for _ in range(num_res_blocks + 1):
-                self.up.append(stage(cur + skips.pop(), width, level))
+                self.up.append(stage(cur + skips.pop(), width, level in attention))
                 cur = width
             if level > 0:
                 self.up.append(Upsample(cur))
@@ -189,10 +190,14 @@ def _validate(
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"UNet dropout must be in [0, 1), got {dropout}")
     if groups < 1 or any(w % groups for w in widths):
-        raise ValueError(f"UNet groups must divide every channel count {widths} (channels * channel_mults), got {groups}")
+        raise ValueError(
+            f"UNet groups must divide every channel count {widths} (channels * channel_mults), got {groups}"
+        )
     bad = [a for a in attention if not 0 <= a < len(mults)]
     if bad:
         raise ValueError(f"UNet attention_levels must be level indices in [0, {len(mults) - 1}], got {list(attention)}")
     heads_bad = [widths[a] for a in attention if num_heads < 1 or widths[a] % num_heads]
     if heads_bad:
-        raise ValueError(f"UNet num_heads must divide the channel counts {heads_bad} at attention_levels, got {num_heads}")
+        raise ValueError(
+            f"UNet num_heads must divide the channel counts {heads_bad} at attention_levels, got {num_heads}"
+        )
