@@ -26,7 +26,8 @@ from sbcore.process.brownian import BrownianBridge
 from sbcore.sampler.base import Trajectory
 from sbcore.train.trainer import Trainer
 
-START_SIDE = {"forward": "x0", "backward": "x1"}
+#: module names of the drift networks ("forward" itself would clash with nn.Module.forward).
+NETWORK_NAME = {"forward": "forward_drift", "backward": "backward_drift"}
 
 
 def bridge_matching_loss(
@@ -83,8 +84,9 @@ class BridgeMatching(Trainer):
         if self.coupling.needs_pairs and self.pairs is None:
             raise ValueError(f"coupling {self.method.coupling.kind!r} needs paired data: set data.pairs")
         self.sampler = self.run.config.sampler.build(registry)
-        for direction in self.method.directions:
-            self.add_network(direction, self.run.config.network.build(registry, shape=self.shape))
+        self.directions = tuple(self.method.directions)
+        for direction in self.directions:
+            self.add_network(NETWORK_NAME[direction], self.run.config.network.build(registry, shape=self.shape))
 
     def draw(self, side: str, n: int, generator: torch.Generator) -> Tensor:
         if self.pairs is not None:
@@ -106,21 +108,21 @@ class BridgeMatching(Trainer):
         eps = self.method.t_epsilon
         t = eps + (1 - 2 * eps) * torch.rand(batch_size, device=self.device)
         return sum(
-            bridge_matching_loss(self.networks[d], self.process, x0, x1, t, d, self.method.loss_reduction)
-            for d in self.method.directions
+            bridge_matching_loss(self.networks[NETWORK_NAME[d]], self.process, x0, x1, t, d, self.method.loss_reduction)
+            for d in self.directions
         )
 
     def sample(
         self, direction: Direction, x_start: Tensor, steps: int | None = None, return_path: bool = False
     ) -> Trajectory:
-        if direction not in self.networks:
-            raise ValueError(f"this run trained {list(self.networks)}, not {direction!r}")
+        if direction not in self.directions:
+            raise ValueError(f"this run trained the directions {list(self.directions)}, not {direction!r}")
         sampler = self.sampler
         if steps is not None:
             sampler = copy.copy(sampler)
             sampler.steps = steps
         grid = self.process.time_grid(sampler.steps, direction, device=self.device)
-        net = self.networks[direction]
+        net = self.networks[NETWORK_NAME[direction]]
         return sampler.sample(lambda x, t: net(x, t), x_start.to(self.device), grid, self.process, return_path)
 
     def evaluate(self) -> dict[str, Any]:

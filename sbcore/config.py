@@ -15,6 +15,7 @@ import difflib
 import functools
 import inspect
 import re
+import types
 import typing
 from pathlib import Path
 from typing import Any, Literal
@@ -212,6 +213,16 @@ class Config:
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "a boolean"}
 
 
+def _type_name(t: Any) -> str:
+    if t in _TYPE_NAMES:
+        return _TYPE_NAMES[t]
+    if t is type(None):
+        return "null"
+    if typing.get_origin(t) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(m) for m in typing.get_args(t))
+    return getattr(t, "__name__", None) and str(t).replace("typing.", "") or str(t)
+
+
 def _strict(kind: type) -> Any:
     def structure(value: Any, _: Any) -> Any:
         ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
@@ -249,6 +260,26 @@ def make_converter(registry: Registry) -> cattrs.Converter:
     def unstructure_component(c: Component) -> dict[str, Any]:
         return {c.tag: c.kind, **conv.unstructure(c.params)}
 
+    def is_union(t: Any) -> bool:
+        return typing.get_origin(t) in (typing.Union, types.UnionType)
+
+    def structure_union(value: Any, t: Any) -> Any:
+        """Try each member in order (strictly), e.g. `float | list[float]` or `int | None`."""
+        members = typing.get_args(t)
+        if value is None:
+            if type(None) in members:
+                return None
+            raise TypeError(f"expected {_type_name(t)}, got None")
+        for member in members:
+            if member is type(None):
+                continue
+            try:
+                return conv.structure(value, member)
+            except Exception:  # noqa: BLE001, S112 - the next member may fit
+                continue
+        raise TypeError(f"expected {_type_name(t)}, got {type(value).__name__} {value!r}")
+
+    conv.register_structure_hook_func(is_union, structure_union)
     is_component = lambda t: isinstance(t, type) and issubclass(t, Component)  # noqa: E731
     conv.register_structure_hook_func(is_component, structure_component)
     conv.register_unstructure_hook_func(is_component, unstructure_component)

@@ -35,7 +35,7 @@ def evaluate_translation(trainer: Trainer, sigma: float) -> dict[str, Any]:
     samples: dict[str, Any] = {}
     picture_dir = run.dir / "pictures"
     picture_dir.mkdir(exist_ok=True)
-    for direction in trainer.networks:
+    for direction in trainer.directions:
         start, end = START[direction], OTHER[START[direction]]
         x_start = trainer.draw(start, n, generator)
         x_true = trainer.draw(end, n, generator)

@@ -64,8 +64,8 @@ def test_checkpoint_files_and_metadata(tiny_gaussian, plugins, tmp_path):
         meta = {k: json.loads(v) for k, v in f.metadata().items()}
     assert meta["step"] == 30 and meta["plugin"] == "bm" and meta["sbcore_version"]
     assert meta["config"]["train"]["steps"] == 30
-    assert meta["networks"]["forward"] == {"kind": "mlp", "hparams": meta["networks"]["forward"]["hparams"]}
-    assert meta["networks"]["forward"]["hparams"]["hidden"] == 32
+    assert meta["networks"]["forward_drift"] == {"kind": "mlp", "hparams": meta["networks"]["forward_drift"]["hparams"]}
+    assert meta["networks"]["forward_drift"]["hparams"]["hidden"] == 32
 
 
 def test_atomic_save_leaves_nothing_on_failure(tmp_path):

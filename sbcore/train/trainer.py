@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import sys
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -35,6 +36,8 @@ class Trainer(ABC):
     """Base trainer. Subclasses implement `setup`, `training_loss` and `evaluate`."""
 
     Config: ClassVar[type]
+    #: the directions this method can sample ("forward": x0 -> x1, "backward": x1 -> x0); set in setup.
+    directions: tuple[Direction, ...] = ()
 
     def __init__(self, run: Run) -> None:
         self.run = run
@@ -159,7 +162,7 @@ class Trainer(ABC):
         window: list[float] = []
         bar = tqdm(
             total=cfg.steps, initial=self.step, desc=run.dir.name, disable=not (cfg.progress and run.is_main),
-            dynamic_ncols=True, mininterval=0.5,
+            dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30.0,
         )
         started = time.perf_counter()
         start_step = self.step
