@@ -170,6 +170,10 @@ class TrainConfig:
     eval_samples: int = attrs.field(default=2000, validator=_positive)
     progress: bool = True
 
+    def __attrs_post_init__(self) -> None:
+        if self.batch_size % self.grad_accum:
+            raise ValueError(f"batch_size ({self.batch_size}) must be divisible by grad_accum ({self.grad_accum})")
+
 
 @attrs.frozen
 class LogConfig:

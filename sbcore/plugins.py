@@ -16,7 +16,7 @@ from sbcore.registry import Registry
 
 ENTRY_POINT_GROUP = "sbcore"
 #: modules of the core that register through the same hooks as third-party plugins.
-BUILTIN_PLUGINS = ("sbcore.builtins", "sbcore.loggers")
+BUILTIN_PLUGINS = ("sbcore.builtins", "sbcore.loggers", "sbcore.data.plugin", "sbcore.metrics.plugin")
 
 
 @attrs.define
@@ -68,9 +68,14 @@ def create_plugins(extra: list[Any] | tuple[Any, ...] = ()) -> Plugins:
     infos: dict[str, PluginInfo] = {}
     version = md.version("sbcore") if _installed("sbcore") else "dev"
     for module_name in BUILTIN_PLUGINS:
-        name = module_name.rsplit(".", 1)[-1]
-        pm.register(importlib.import_module(module_name), name=name)
+        name = module_name.removeprefix("sbcore.").replace(".plugin", "")
         infos[name] = PluginInfo(name, "sbcore", version)
+        try:
+            pm.register(importlib.import_module(module_name), name=name)
+        except ModuleNotFoundError as exc:  # a feature area not present in this build
+            if exc.name != module_name:
+                raise
+            del infos[name]
     allowed = _allowed()
     for ep in md.entry_points(group=ENTRY_POINT_GROUP):
         dist = ep.dist.name if ep.dist else "?"

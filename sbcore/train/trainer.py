@@ -151,8 +151,6 @@ class Trainer(ABC):
 
     def fit(self) -> dict[str, Any]:
         run, cfg = self.run, self.cfg
-        if cfg.batch_size % cfg.grad_accum:
-            raise ValueError(f"train.batch_size ({cfg.batch_size}) must be divisible by train.grad_accum ({cfg.grad_accum})")
         self._seed()
         self.setup()
         self._build_optimizer()
