@@ -44,7 +44,8 @@ def _install(session: nox.Session, *plugins: str) -> None:
 def tests(session: nox.Session) -> None:
     """Core tests (and every plugin's): `nox -s tests -- tests/test_config.py` runs a subset."""
     _install(session, *PLUGINS)
-    paths = session.posargs or ["tests", *[f"plugins/{p}/tests" for p in PLUGINS if (ROOT / "plugins" / p / "tests").is_dir()]]
+    plugin_tests = [f"plugins/{p}/tests" for p in PLUGINS if (ROOT / "plugins" / p / "tests").is_dir()]
+    paths = session.posargs or ["tests", *plugin_tests]
     session.run("pytest", "-q", *paths)
 
 

@@ -29,9 +29,10 @@ DIM, BATCH, HIDDEN, LAYERS = 50, 256, 256, 3
 def bare_loop(steps: int, seed: int = 0) -> float:
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed + 1)
-    nets = torch.nn.ModuleDict({d: MLP((DIM,), hidden=HIDDEN, layers=LAYERS) for d in ("forward", "backward")})
-    opt = torch.optim.AdamW(nets.parameters(), lr=1e-3, weight_decay=0.0)
-    ema = [p.detach().clone() for p in nets.parameters()]
+    nets = {d: MLP((DIM,), hidden=HIDDEN, layers=LAYERS) for d in ("forward", "backward")}
+    params = [p for net in nets.values() for p in net.parameters()]
+    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.0)
+    ema = [p.detach().clone() for p in params]
     process = BrownianBridge(1.0)
     start = time.perf_counter()
     for _ in range(steps):
@@ -44,12 +45,12 @@ def bare_loop(steps: int, seed: int = 0) -> float:
             target = process.drift_target(x0, x1, x_t, t, d)
             loss = loss + (net(x_t, t) - target).pow(2).sum(1).mean()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(nets.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
         with torch.no_grad():
-            torch._foreach_lerp_(ema, [p.detach() for p in nets.parameters()], 1 - 0.999)
-        float(loss)
+            torch._foreach_lerp_(ema, [p.detach() for p in params], 1 - 0.999)
+        float(loss.detach())
     return time.perf_counter() - start
 
 

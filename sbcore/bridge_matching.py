@@ -55,7 +55,7 @@ class BMConfig:
 
     def __attrs_post_init__(self) -> None:
         if not self.directions or len(set(self.directions)) != len(self.directions):
-            raise ValueError(f"directions must be a non-empty subset of [forward, backward], got {list(self.directions)}")
+            raise ValueError(f"directions must be a non-empty subset of [forward, backward], got {self.directions}")
 
 
 class BridgeMatching(Trainer):

@@ -385,7 +385,8 @@ def structure_config(raw: dict[str, Any], registry: Registry) -> Config:
     try:
         method_cls = registry.get("method", plugin).Config
     except KeyError:
-        raise ConfigError([unknown_name_message("plugin", plugin, registry.names("method")) + " @ config.plugin"]) from None
+        message = unknown_name_message("plugin", plugin, registry.names("method"))
+        raise ConfigError([f"{message} @ config.plugin"]) from None
     method_raw = raw.pop("method", {}) or {}
     method = None
     try:
