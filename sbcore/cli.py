@@ -12,6 +12,7 @@ import yaml
 
 from sbcore import __version__
 from sbcore.config import ConfigError, merge, parse_overrides, read_yaml_file, structure_config
+from sbcore.io.files import atomic_write
 from sbcore.plugins import Plugins, get_plugins
 from sbcore.registry import UnknownComponentError
 
@@ -37,12 +38,11 @@ def load_config(items: list[str], plugins: Plugins) -> tuple[Any, str | None]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from sbcore.launch.local import run_local
+    from sbcore.launch import launch
 
     plugins = get_plugins()
     config, path = load_config(args.items, plugins)
-    run_local(config, path, plugins)
-    return 0
+    return launch(config, path, plugins)
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -78,10 +78,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     arrays = {"x0": result.x0, "x1": result.x1, "nfe": np.array(result.nfe)}
     if result.path is not None:
         arrays["path"] = result.path
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(out)
+    atomic_write(out, lambda tmp: np.savez(tmp, **arrays))
     print(f"wrote {out}: x0 {result.x0.shape}, x1 {result.x1.shape}, nfe {result.nfe}"
           + (f", path {result.path.shape}" if result.path is not None else ""))
     return 0

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sbcore.hookspecs import hookimpl
+from sbcore.io import plots
 
 
 def _clean(value: Any) -> Any:
@@ -39,6 +40,13 @@ def sbcore_step_end(run: Any, step: int, metrics: dict[str, float]) -> None:
 @hookimpl
 def sbcore_run_end(run: Any, summary: dict[str, Any]) -> None:
     _append(run, {"summary": summary})
+    path = Path(run.dir, "metrics.jsonl")
+    if run.is_main and path.is_file():
+        records = read_metrics(path)
+        keys = [k for k in ("loss", "grad_norm", "lr") if any(k in r for r in records)]
+        keys += sorted({k for r in records for k in r if k.startswith("eval/") and isinstance(r[k], float)})
+        if keys:
+            plots.curves(Path(run.dir, "pictures", "curves.png"), records, keys)
     run.echo(f"run finished: {run.dir}")
 
 

@@ -82,3 +82,17 @@ def test_corrupt_checkpoint_names_the_file(tmp_path):
     path.write_bytes(path.read_bytes()[:20])
     with pytest.raises(ckpt.CheckpointError, match="step_00000005.safetensors"):
         ckpt.load_weights(path)
+
+
+def test_networks_rebuild_from_checkpoint_alone(tiny_gaussian, plugins, tmp_path):
+    run(tiny_gaussian, plugins)
+    path = ckpt.list_checkpoints(tmp_path / "runs" / "tiny" / "checkpoints")[-1]
+    tensors = load_file(str(path))
+    nets = ckpt.load_networks(path, plugins.registry)
+    assert set(nets) == {"forward_drift", "backward_drift"}
+    net = nets["forward_drift"]
+    assert type(net).__name__ == "MLP" and net.hparams["hidden"] == 32
+    for name, p in net.named_parameters():
+        assert torch.equal(p, tensors[f"ema/forward_drift.{name}"])
+    raw = ckpt.load_networks(path, plugins.registry, ema=False)["forward_drift"]
+    assert not all(torch.equal(p, q) for p, q in zip(raw.parameters(), net.parameters(), strict=True))

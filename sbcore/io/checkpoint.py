@@ -8,15 +8,17 @@ A checkpoint at step N is two files in ``checkpoints/``:
 * ``step_<N>.state.safetensors`` — optimizer, RNG and method state needed to resume exactly.
 
 Each file is written to a temporary name and renamed, and the weights file is renamed last,
-so a crash never leaves a checkpoint that looks complete but is not.
+so a crash never leaves a checkpoint that looks complete but is not. Each file also carries a
+CRC-32 of its tensor bytes (metadata key ``sbcore.crc32``), because safetensors has no checksum
+and a flipped byte in tensor data would otherwise load silently. A damaged file raises
+`CheckpointError` naming it and the newest checkpoint that still reads; `load_latest` (what
+resume uses) falls back to that one.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,12 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
+from sbcore.io.files import atomic_write
+from sbcore.network.base import build_network
+
 _STEP = re.compile(r"^step_(\d+)\.safetensors$")
+#: metadata key of the checksum over the tensor bytes (key order, raw bytes).
+DIGEST_KEY = "sbcore.crc32"
 
 
 class CheckpointError(RuntimeError):
@@ -67,15 +74,8 @@ def unflatten(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
 
 def atomic_save(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path: Path) -> None:
     """Write a safetensors file to a temp name in the same folder, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file({k: t.cpu() for k, t in tensors.items()}, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    cpu = {k: t.cpu() for k, t in tensors.items()}
+    atomic_write(path, lambda tmp: save_file(cpu, tmp, metadata=metadata))
 
 
 def save_checkpoint(
@@ -97,32 +97,104 @@ def state_path(weights_path: Path) -> Path:
     return weights_path.with_name(weights_path.name.replace(".safetensors", ".state.safetensors"))
 
 
+def _digest(tensors: dict[str, torch.Tensor]) -> str:
+    crc = 0
+    for key in sorted(tensors):
+        t = tensors[key].detach().contiguous()
+        crc = zlib.crc32(key.encode(), crc)
+        if t.numel():
+            crc = zlib.crc32(t.reshape(-1).view(torch.uint8).numpy(), crc)
+    return f"{crc:08x}"
+
+
+def _read(path: Path, hint: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and raw metadata of one file, checked against its checksum."""
+    try:
+        tensors = load_file(str(path))
+        with safe_open(str(path), "pt") as f:
+            raw = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc}{_last_good_hint(path) if hint else ''}") from None
+    expected = raw.get(DIGEST_KEY)
+    if expected is not None and _digest(tensors) != expected:
+        raise CheckpointError(f"checkpoint {path} is corrupted (checksum mismatch){_last_good_hint(path) if hint else ''}")
+    return tensors, raw
+
+
+def _last_good_hint(path: Path) -> str:
+    good = last_good(path.parent, before=path.with_name(path.name.replace(".state.safetensors", ".safetensors")))
+    if good is None:
+        return "; no earlier checkpoint reads"
+    return f"; the last good checkpoint is {good} (resume=true falls back to it)"
+
+
 def read_metadata(path: Path) -> dict[str, Any]:
     try:
         with safe_open(str(path), "pt") as f:
             raw = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
-    return {k: json.loads(v) for k, v in raw.items()}
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc}{_last_good_hint(path)}") from None
+    return {k: json.loads(v) for k, v in raw.items() if k != DIGEST_KEY}
 
 
 def load_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors, raw = _read(path)
     try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
-    return tensors, read_metadata(path)
+        return tensors, {k: json.loads(v) for k, v in raw.items() if k != DIGEST_KEY}
+    except ValueError as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: bad metadata: {exc}{_last_good_hint(path)}") from None
 
 
 def load_state(weights_path: Path) -> Any:
     path = state_path(weights_path)
+    tensors, raw = _read(path)
     try:
-        tensors = load_file(str(path))
-        with safe_open(str(path), "pt") as f:
-            tree = json.loads((f.metadata() or {})["state"])
-    except (SafetensorError, OSError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"cannot read checkpoint state {path}: {exc}") from None
+        tree = json.loads(raw["state"])
+    except (ValueError, KeyError) as exc:
+        raise CheckpointError(f"cannot read checkpoint state {path}: {exc}{_last_good_hint(weights_path)}") from None
     return unflatten(tree, tensors)
+
+
+def is_readable(weights_path: Path) -> bool:
+    """Both files of the checkpoint load and match their checksums."""
+    try:
+        _read(weights_path, hint=False)
+        _read(state_path(weights_path), hint=False)
+    except CheckpointError:
+        return False
+    return True
+
+
+def last_good(folder: Path, before: Path | None = None) -> Path | None:
+    """The newest checkpoint (older than `before`, if given) whose files all read."""
+    found = list_checkpoints(folder)
+    if before is not None:
+        found = [p for p in found if _step_of(p) < _step_of(before)]
+    for path in reversed(found):
+        if is_readable(path):
+            return path
+    return None
+
+
+def load_latest(folder: Path) -> tuple[Path, dict[str, torch.Tensor], dict[str, Any], Any, list[str]] | None:
+    """Load the newest readable checkpoint: (path, weights, metadata, state, problems skipped)."""
+    problems: list[str] = []
+    for path in reversed(list_checkpoints(folder)):
+        try:
+            tensors, meta = load_weights(path)
+            state = load_state(path)
+        except CheckpointError as exc:
+            problems.append(str(exc))
+            continue
+        return path, tensors, meta, state, problems
+    if problems:
+        raise CheckpointError("no readable checkpoint in " + str(folder) + ":\n  " + "\n  ".join(problems))
+    return None
+
+
+def _step_of(path: Path) -> int:
+    m = _STEP.match(path.name)
+    return int(m.group(1)) if m else -1
 
 
 def list_checkpoints(folder: Path) -> list[Path]:
@@ -137,3 +209,22 @@ def prune(folder: Path, keep: int) -> None:
     for path in list_checkpoints(folder)[:-keep]:
         state_path(path).unlink(missing_ok=True)
         path.unlink(missing_ok=True)
+
+
+def load_networks(path: Path, registry: Any, ema: bool = True) -> dict[str, Any]:
+    """Rebuild every network of a checkpoint from its metadata alone (no config, no trainer).
+
+    Parameters come from the EMA copy unless `ema=False`; buffers always from the model copy.
+    """
+    tensors, meta = load_weights(path)
+    networks = {}
+    for name, spec in meta["networks"].items():
+        net = build_network(registry.get("network", spec["kind"]), spec["hparams"])
+        cut = len(f"model/{name}.")
+        state = {k[cut:]: t for k, t in tensors.items() if k.startswith(f"model/{name}.")}
+        if ema:
+            cut = len(f"ema/{name}.")
+            state.update({k[cut:]: t for k, t in tensors.items() if k.startswith(f"ema/{name}.")})
+        net.load_state_dict(state)
+        networks[name] = net.eval()
+    return networks

@@ -7,11 +7,9 @@ failed write never leaves a truncated picture behind.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,32 +21,13 @@ from PIL import Image
 from torch import Tensor
 from torchvision.utils import make_grid, save_image
 
+from sbcore.io.files import atomic_write
+
 ArrayLike = Tensor | np.ndarray
 
 #: colours of the source, target and generated clouds in every 2-D picture.
 COLOURS = {"source": "tab:blue", "target": "tab:orange", "generated": "tab:green"}
 MAX_GIF_FRAMES = 30
-
-
-def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> Path:
-    """Call write(tmp) on a temporary file beside `path`, then rename it to `path`.
-
-    The temporary name keeps the suffix so writers that infer the format from it still work. If
-    `write` raises, the temporary file is removed and an existing `path` is left untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A fresh unique name rather than mkstemp: the writer creates the file, so it gets the usual
-    # umask permissions instead of mkstemp's owner-only 0600.
-    tmp = str(path.with_name(f".{path.stem}.{secrets.token_hex(6)}.tmp{path.suffix}"))
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def _points(x: ArrayLike, what: str) -> np.ndarray:
