@@ -100,6 +100,13 @@ class ProcessSpec(Component):
 
 
 @attrs.frozen
+class MetricSpec(Component):
+    """One metric of ``eval.metrics``: a name, or ``{kind: NAME, ...constructor params}``."""
+
+    registry_kind = "metric"
+
+
+@attrs.frozen
 class DataSource(Component):
     """A data source section: ``{source: NAME, ...constructor params}``."""
 
@@ -176,14 +183,61 @@ class TrainConfig:
 
 
 @attrs.frozen
+class NeptuneLogConfig:
+    """neptune client logging. The hosted service is gone, so ``offline`` (files neptune's exporter
+    can migrate, under the run folder's ``neptune/``) is the default; ``async`` falls back to
+    offline when no token is set or the server cannot be reached. The token is read from
+    ``NEPTUNE_API_TOKEN`` only and never stored."""
+
+    enabled: bool = False
+    project: str = "sbcore/runs"
+    mode: Literal["offline", "async", "debug"] = "offline"
+    tags: list[str] = attrs.field(factory=list)
+
+
+@attrs.frozen
+class TensorBoardLogConfig:
+    """TensorBoard event files under the run folder's ``tensorboard/`` (``tensorboard --logdir``)."""
+
+    enabled: bool = False
+
+
+@attrs.frozen
 class LogConfig:
     console: bool = True
     jsonl: bool = True
+    neptune: NeptuneLogConfig = attrs.field(factory=NeptuneLogConfig)
+    tensorboard: TensorBoardLogConfig = attrs.field(factory=TensorBoardLogConfig)
 
 
 @attrs.frozen
 class LauncherConfig:
-    kind: Literal["local"] = "local"
+    """Where the run executes. ``local``: this process. ``torchrun``: `nproc` DDP workers on this
+    machine. ``slurm``: a submitit job on a SLURM cluster (``nodes`` x ``tasks_per_node`` DDP
+    ranks; one task per GPU when ``gpus_per_node`` is set). ``submitit-local``: the same job
+    through submitit's local executor. ``array`` launches one run per listed seed."""
+
+    kind: Literal["local", "torchrun", "slurm", "submitit-local"] = "local"
+    nproc: int = attrs.field(default=1, validator=_positive)
+    partition: str | None = None
+    nodes: int = attrs.field(default=1, validator=_positive)
+    gpus_per_node: int = attrs.field(default=0, validator=v.ge(0))
+    cpus_per_task: int = attrs.field(default=1, validator=_positive)
+    mem: str | None = None
+    time: int = attrs.field(default=60, validator=_positive)
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    array: list[int] = attrs.field(factory=list)
+    folder: str = "slurm"
+
+
+@attrs.frozen
+class EvalConfig:
+    """Metrics computed on EMA samples at every evaluation and by ``sbcore eval`` (which
+    falls back to defaults chosen by data shape when this list is empty)."""
+
+    metrics: list[MetricSpec] = attrs.field(factory=list)
 
 
 def default_network() -> NetworkSpec:
@@ -208,6 +262,7 @@ class Config:
     sampler: SamplerSpec = attrs.field(factory=default_sampler)
     log: LogConfig = attrs.field(factory=LogConfig)
     launcher: LauncherConfig = attrs.field(factory=LauncherConfig)
+    eval: EvalConfig = attrs.field(factory=EvalConfig)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ from sbcore.registry import Registry
 
 ENTRY_POINT_GROUP = "sbcore"
 #: modules of the core that register through the same hooks as third-party plugins.
-BUILTIN_PLUGINS = ("sbcore.builtins", "sbcore.loggers", "sbcore.data.plugin", "sbcore.metrics.plugin")
+BUILTIN_PLUGINS = ("sbcore.builtins", "sbcore.loggers", "sbcore.data.plugin", "sbcore.metrics.plugin",
+                   "sbcore.launch.plugin", "sbcore.log.neptune", "sbcore.log.tensorboard")
 
 
 @attrs.define

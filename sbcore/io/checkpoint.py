@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,7 @@ def unflatten(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
 def atomic_save(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path: Path) -> None:
     """Write a safetensors file to a temp name in the same folder, then rename it into place."""
     cpu = {k: t.cpu() for k, t in tensors.items()}
+    metadata = {**metadata, DIGEST_KEY: json.dumps(_digest(cpu))}  # JSON like every other value
     atomic_write(path, lambda tmp: save_file(cpu, tmp, metadata=metadata))
 
 
@@ -116,8 +118,9 @@ def _read(path: Path, hint: bool = True) -> tuple[dict[str, torch.Tensor], dict[
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"cannot read checkpoint {path}: {exc}{_last_good_hint(path) if hint else ''}") from None
     expected = raw.get(DIGEST_KEY)
-    if expected is not None and _digest(tensors) != expected:
-        raise CheckpointError(f"checkpoint {path} is corrupted (checksum mismatch){_last_good_hint(path) if hint else ''}")
+    if expected is not None and _digest(tensors) != json.loads(expected):
+        where = _last_good_hint(path) if hint else ""
+        raise CheckpointError(f"checkpoint {path} is corrupted (checksum mismatch){where}")
     return tensors, raw
 
 

@@ -4,7 +4,14 @@ A method subclasses `Trainer`, declares its ``Config`` (the ``method:`` section)
 networks in `setup` and returns the loss of one micro-batch from `training_loss`. The base class
 owns the optimiser (AdamW), LR warm-up, gradient accumulation and clipping, autocast, EMA,
 seeding, progress, logging through the lifecycle hooks, periodic evaluation and checkpoints
-with exact resume.
+with exact resume, data parallelism and preemption.
+
+Randomness of a step is a pure function of (seed, step, micro-batch index): before each
+micro-batch the global torch RNG and `data_generator` are reseeded from those numbers. That makes
+resume exact and makes the global batch the same on 1 or N processes: rank r computes its share of
+the micro-batches and the gradients are summed (`sbcore.launch.distributed`). Under DDP, EMA,
+evaluation, hooks and checkpoints belong to rank 0. SIGTERM/SIGUSR1/SIGUSR2 stop the loop at the
+next step boundary with a checkpoint (`sbcore.launch.signals`).
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import signal
 import sys
 import time
 from abc import ABC, abstractmethod
@@ -25,6 +33,9 @@ from tqdm import tqdm
 
 from sbcore import __version__
 from sbcore.io import checkpoint as ckpt
+from sbcore.launch import distributed
+from sbcore.launch.events import append_event
+from sbcore.launch.signals import REQUEUE_SIGNALS, Preempted, StopRequest, requeue_slurm_job
 from sbcore.network.base import Network
 from sbcore.process.base import Direction
 from sbcore.run import Run
@@ -47,6 +58,10 @@ class Trainer(ABC):
         self.step = 0
         self.networks = nn.ModuleDict()
         self.data_generator = torch.Generator().manual_seed(run.config.seed + 1)
+        #: how the global batch is split over ranks and micro-batches (see `sbcore.launch.distributed`).
+        self.plan = distributed.plan_batches(self.cfg.batch_size, self.cfg.grad_accum)
+        self._stop: StopRequest | None = None
+        self._stop_agreed = 0
 
     # ---- what a method supplies ------------------------------------------------------------
 
@@ -76,7 +91,7 @@ class Trainer(ABC):
         """Method state that must survive a resume (e.g. a coupling cache)."""
         return {}
 
-    def load_extra_state(self, state: dict[str, Any]) -> None:
+    def load_extra_state(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional, empty by default
         """Restore what `extra_state` returned."""
 
     # ---- services -----------------------------------------------------------------------------
@@ -121,45 +136,69 @@ class Trainer(ABC):
         params = [p for p in self.networks.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         self.ema = EMA(self.networks, self.cfg.ema_decay)
-        fp16_cuda = self.cfg.precision == "fp16" and self.device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=fp16_cuda)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.cfg.precision == "fp16")
 
     # ---- one optimisation step ---------------------------------------------------------------
+
+    def _reseed(self, index: int) -> None:
+        """Seed the micro-batch `index` of the current step (see the module docstring)."""
+        torch_seed, data_seed = distributed.micro_seeds(self.run.config.seed, self.step, index)
+        torch.manual_seed(torch_seed)
+        self.data_generator.manual_seed(data_seed)
 
     def train_step(self) -> dict[str, float]:
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr_at(self.step)
-        accum = self.cfg.grad_accum
-        micro = self.cfg.batch_size // accum
+        plan = self.plan
         total = 0.0
-        for _ in range(accum):
+        for index in plan.indices():
+            self._reseed(index)
             with self.autocast():
-                loss = self.training_loss(micro) / accum
+                loss = self.training_loss(plan.micro_batch) / plan.micro_batches
             self.scaler.scale(loss).backward()
             total += float(loss.detach())
+        params = [p for p in self.networks.parameters() if p.requires_grad]
+        distributed.all_reduce_grads(params)
+        total = distributed.all_reduce_sum(total, self.device)
+        signum = self._stop.signum if self._stop is not None else None
+        self._stop_agreed = distributed.max_over_ranks(signum or 0, self.device)
         self.scaler.unscale_(self.optimizer)
         clip = self.cfg.grad_clip if self.cfg.grad_clip is not None else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.networks.parameters(), clip)
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
-        self.ema.update()
+        if self.run.is_main:
+            self.ema.update()
         self.step += 1
         return {"loss": total, "grad_norm": float(grad_norm), "lr": self.optimizer.param_groups[0]["lr"]}
 
     # ---- the loop ----------------------------------------------------------------------------
 
     def fit(self) -> dict[str, Any]:
-        run, cfg = self.run, self.cfg
+        run = self.run
         self._seed()
         self.setup()
+        distributed.broadcast_module(self.networks)
         self._build_optimizer()
         if run.config.resume:
             self._resume()
-        run.hook.sbcore_run_start(run=run)
+        self._stop, self._stop_agreed = StopRequest(), 0
+        try:
+            return self._loop()
+        finally:
+            self._stop.close()
+            self._stop = None
+
+    def _loop(self) -> dict[str, Any]:
+        run, cfg, main = self.run, self.cfg, self.run.is_main
+        if main:
+            distributed.write_plan(self.plan, run.dir)
+            append_event(run.dir, "start", step=self.step, world_size=self.plan.world_size)
+            run.hook.sbcore_run_start(run=run)
         window: list[float] = []
         bar = tqdm(
-            total=cfg.steps, initial=self.step, desc=run.dir.name, disable=not (cfg.progress and run.is_main),
+            total=cfg.steps, initial=self.step, desc=run.dir.name, disable=not (cfg.progress and main),
             dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30.0,
         )
         started = time.perf_counter()
@@ -172,7 +211,11 @@ class Trainer(ABC):
                 stats["loss"] = sum(window) / len(window)
                 window.clear()
                 bar.set_postfix(loss=f"{stats['loss']:.4g}")
-                run.hook.sbcore_step_end(run=run, step=self.step, metrics=stats)
+                if main:
+                    run.hook.sbcore_step_end(run=run, step=self.step, metrics=stats)
+            if self._stop_agreed and self.step < cfg.steps:
+                bar.close()
+                self._preempt(self._stop_agreed)
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
                 self.save_checkpoint()
             if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps:
@@ -184,11 +227,32 @@ class Trainer(ABC):
                    "steps_per_second": round((self.step - start_step) / elapsed, 2) if elapsed > 0 else None}
         summary.update(self._evaluate())
         run.summary = summary
-        run.hook.sbcore_run_end(run=run, summary=summary)
+        if main:
+            append_event(run.dir, "finished", step=self.step)
+            run.hook.sbcore_run_end(run=run, summary=summary)
         return summary
 
+    def _preempt(self, signum: int) -> None:
+        """Checkpoint, ask SLURM to requeue on SIGUSR1/2 (rank 0), and leave the loop."""
+        path = self.save_checkpoint()
+        requeued = None
+        if self.run.is_main:
+            if signum in REQUEUE_SIGNALS:
+                requeued = requeue_slurm_job()
+            name = signal.Signals(signum).name
+            append_event(self.run.dir, "preempted", step=self.step, signal=name, requeued=requeued)
+            self.run.echo(f"{name}: checkpoint {path} at step {self.step}"
+                          + (f"; requeued job {requeued}" if requeued else "; resume with resume=true"))
+        distributed.barrier()
+        raise Preempted(signum, self.step)
+
     def _evaluate(self) -> dict[str, Any]:
-        """Evaluate on EMA weights with its own RNG stream, so training randomness is untouched."""
+        """Evaluate on EMA weights with its own RNG stream, so training randomness is untouched.
+
+        Under DDP rank 0 evaluates (it holds the EMA) while the others wait."""
+        if not self.run.is_main:
+            distributed.barrier()
+            return {}
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(self.run.config.seed + 10_000_019)
             with self.ema_weights():
@@ -197,7 +261,9 @@ class Trainer(ABC):
         for result in extra:
             metrics.update(result or {})
         metrics = {k: v for k, v in metrics.items() if not k.startswith("_")}
-        self.run.hook.sbcore_step_end(run=self.run, step=self.step, metrics={f"eval/{k}": v for k, v in metrics.items()})
+        logged = {f"eval/{k}": v for k, v in metrics.items()}
+        self.run.hook.sbcore_step_end(run=self.run, step=self.step, metrics=logged)
+        distributed.barrier()
         return metrics
 
     # ---- checkpoints -------------------------------------------------------------------------
@@ -232,13 +298,13 @@ class Trainer(ABC):
 
     def _resume(self) -> None:
         folder = self.run.dir / "checkpoints"
-        found = ckpt.list_checkpoints(folder)
-        if not found:
+        loaded = ckpt.load_latest(folder)
+        if loaded is None:
             self.run.echo(f"resume: no checkpoint in {folder}; starting from step 0")
             return
-        path = found[-1]
-        tensors, _ = ckpt.load_weights(path)
-        state = ckpt.load_state(path)
+        path, tensors, _, state, problems = loaded
+        for problem in problems:
+            self.run.echo(f"resume: skipping a damaged checkpoint: {problem}")
         self.networks.load_state_dict({k[6:]: t for k, t in tensors.items() if k.startswith("model/")})
         self.ema.load_state_dict({k[4:]: t.to(self.device) for k, t in tensors.items() if k.startswith("ema/")})
         self.optimizer.load_state_dict(state["optimizer"])

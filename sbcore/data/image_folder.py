@@ -1,0 +1,108 @@
+"""A folder of images (AFHQ / CelebA style), loaded once into memory as uint8.
+
+Layout: ``root/*.png`` (one class), or ``root/<class>/**/*.jpg`` with class subfolders, of which
+`classes` selects some (AFHQ: ``root: afhq/train, classes: [cat]`` on one side and ``[dog]`` on the
+other). The deterministic transforms (resize, center crop, pad) run once at load time through
+torchvision; the random horizontal flip runs on each draw with the run's data generator. Folders too
+large for memory go through `sbcore shards write` and the `shards` source instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from torch import Tensor
+from torchvision.transforms.v2 import functional as F
+
+from sbcore.data.memory import MemorySource, affine_to_range
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def list_images(root: Path, classes: list[str] | None) -> tuple[list[Path], list[int], list[str]]:
+    """Image files under `root` (sorted), their class indices and the class names used."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: image folder not found")
+    subfolders = sorted(p.name for p in root.iterdir() if p.is_dir())
+    if classes is not None:
+        if missing := sorted(set(classes) - set(subfolders)):
+            raise ValueError(f"{root}: no class subfolder(s) {missing}; it has {subfolders or '(none)'}")
+        names = list(classes)
+    else:
+        names = subfolders
+    files: list[Path] = []
+    labels: list[int] = []
+    folders = [(root / n, i) for i, n in enumerate(names)] if names else [(root, 0)]
+    for folder, label in folders:
+        found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        files += found
+        labels += [label] * len(found)
+    if classes is None and names:  # images directly in root count too, as their own class
+        top = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        files += top
+        labels += [len(names)] * len(top)
+    if not files:
+        raise ValueError(f"{root}: no images ({', '.join(IMAGE_SUFFIXES)}) found"
+                         + (f" in the class folders {names}" if names else ""))
+    return files, labels, names
+
+
+def fit(pixels: Tensor, size: int, resize: str) -> Tensor:
+    """(C, H, W) uint8 -> (C, size, size) by the `resize` rule of `ImageFolderSource`."""
+    h, w = pixels.shape[-2:]
+    if resize == "stretch":
+        pixels = F.resize(pixels, [size, size], antialias=True)
+    elif resize in ("shorter", "pad"):
+        scale = size / (min(h, w) if resize == "shorter" else max(h, w))
+        pixels = F.resize(pixels, [max(1, round(h * scale)), max(1, round(w * scale))], antialias=True)
+    return F.center_crop(pixels, [size, size])  # crops what is larger, zero-pads what is smaller
+
+
+class ImageFolderSource(MemorySource):
+    """Images of one folder tree at `size` x `size`, values mapped from 0..255 to `value_range`.
+
+    resize: "shorter" scales the shorter side to `size` then center-crops (aspect kept, edges cut);
+    "pad" scales the longer side to `size` then pads with black (nothing cut); "stretch" resizes to
+    size x size; "none" only center-crops (or pads) to `size`. channels: 3 (RGB) or 1 (grayscale).
+    hflip: mirror each drawn image with probability 1/2. limit: keep the first N files.
+    """
+
+    def __init__(
+        self,
+        root: str = "",
+        classes: list[str] | None = None,
+        size: int = 64,
+        resize: str = "shorter",
+        channels: int = 3,
+        hflip: bool = False,
+        value_range: tuple[float, float] = (-1.0, 1.0),
+        limit: int | None = None,
+        side: str | None = None,
+    ) -> None:
+        if not root:
+            raise ValueError("root: give the image folder")
+        if resize not in ("shorter", "pad", "stretch", "none"):
+            raise ValueError(f"resize: expected shorter, pad, stretch or none, got {resize!r}")
+        if channels not in (1, 3):
+            raise ValueError(f"channels: expected 1 (grayscale) or 3 (RGB), got {channels}")
+        if size < 1:
+            raise ValueError(f"size: expected a positive number of pixels, got {size}")
+        folder = Path(root).expanduser()
+        files, labels, names = list_images(folder, classes)
+        if limit is not None:
+            files, labels = files[:limit], labels[:limit]
+        mode = "RGB" if channels == 3 else "L"
+        images = np.empty((len(files), channels, size, size), dtype=np.uint8)
+        for i, file in enumerate(files):
+            try:
+                with Image.open(file) as img:
+                    pixels = F.pil_to_tensor(img.convert(mode))
+            except OSError as exc:
+                raise ValueError(f"{file}: not a readable image: {exc}") from exc
+            images[i] = fit(pixels, size, resize).numpy()
+        scale, offset = affine_to_range(value_range)
+        self.root, self.class_names, self.side = folder, names, side
+        super().__init__(images, name=str(folder) + (f"{names}" if classes else ""), scale=scale, offset=offset,
+                         labels=np.asarray(labels), value_range=(value_range[0], value_range[1]), hflip=hflip)

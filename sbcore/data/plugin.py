@@ -1,0 +1,82 @@
+"""The data layer's built-in plugin: dataset sources, and the ``sbcore shards`` command."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import cattrs
+
+from sbcore.config import ConfigError, DataSource, make_converter, parse_overrides
+from sbcore.data.arrays import ArraysSource
+from sbcore.data.image_folder import ImageFolderSource
+from sbcore.data.images import MNIST, EMNISTLetters, FashionMNIST
+from sbcore.data.memory import describe
+from sbcore.data.shards import ShardSource, index_path, write_shards
+from sbcore.hookspecs import hookimpl
+from sbcore.registry import Registry
+
+SHARDS_USAGE = ("sbcore shards write data.source=NAME [data.KEY=VALUE ...] out=DIR/NAME-%06d.tar "
+                "[maxcount=10000] [block=256] [format=npy|png] [shuffle=true] [seed=0] [count=N]")
+_WRITE_OPTIONS = {"out": str, "maxcount": int, "block": int, "format": str, "shuffle": bool, "seed": int,
+                  "count": int, "progress": bool}
+
+
+@hookimpl
+def sbcore_register(registry: Registry) -> None:
+    registry.add("dataset", "mnist", MNIST)
+    registry.add("dataset", "fashion_mnist", FashionMNIST)
+    registry.add("dataset", "emnist_letters", EMNISTLetters)
+    registry.add("dataset", "arrays", ArraysSource)
+    registry.add("dataset", "image_folder", ImageFolderSource)
+    registry.add("dataset", "shards", ShardSource)
+
+
+@hookimpl
+def sbcore_add_commands(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("shards", help=f"write webdataset shards: {SHARDS_USAGE}",
+                                   description=f"usage: {SHARDS_USAGE}")
+    parser.add_argument("action", choices=["write"])
+    parser.add_argument("items", nargs="*", help="data.source=NAME, data.<param>=VALUE and write options")
+    parser.set_defaults(handler=cmd_shards)
+
+
+def parse_write_args(items: list[str], registry: Registry) -> tuple[Any, dict[str, Any]]:
+    """``data.*`` items -> a built source; the rest -> `write_shards` keyword arguments."""
+    tree = parse_overrides(items)
+    data = tree.pop("data", None)
+    errors = []
+    if not isinstance(data, dict) or "source" not in data:
+        errors.append(f"give data.source=NAME; available: {', '.join(registry.names('dataset'))}")
+    if "out" not in tree:
+        errors.append("give out=DIR/NAME-%06d.tar")
+    for key, value in tree.items():
+        kind = _WRITE_OPTIONS.get(key)
+        if kind is None:
+            errors.append(f"unknown option {key!r}; options: data.*, {', '.join(_WRITE_OPTIONS)}")
+        elif not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            errors.append(f"{key}: expected {kind.__name__}, got {value!r}")
+    if errors:
+        raise ConfigError(errors + [f"usage: {SHARDS_USAGE}"])
+    try:
+        spec = make_converter(registry).structure(data, DataSource)
+    except Exception as exc:  # noqa: BLE001 - reported like any config error
+        lines = cattrs.transform_error(exc, path="data") if isinstance(exc, cattrs.BaseValidationError) else [str(exc)]
+        raise ConfigError(lines) from None
+    options = {"pattern" if k == "out" else "encoding" if k == "format" else k: v for k, v in tree.items()}
+    try:
+        return spec.build(registry), options
+    except (ValueError, FileNotFoundError) as exc:
+        raise ConfigError([f"data ({spec.kind}): {exc}"]) from None
+
+
+def cmd_shards(args: argparse.Namespace) -> int:
+    from sbcore.plugins import get_plugins
+
+    source, options = parse_write_args(args.items, get_plugins().registry)
+    print(f"source {describe(source)}")
+    index = write_shards(source, **options)
+    print(f"wrote {index['count']} samples in {len(index['shards'])} shard(s): {index['urls']}")
+    print(f"index: {index_path(options['pattern'])}")
+    print(f"train from them with: data.x0: {{source: shards, urls: \"{index['urls']}\"}}")
+    return 0

@@ -1,0 +1,78 @@
+"""Built-in plugin with the operations commands: ``sbcore status run=DIR`` and ``sbcore export run=DIR``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from sbcore.config import ConfigError
+from sbcore.hookspecs import hookimpl
+
+
+def _options(items: list[str], allowed: set[str], usage: str) -> dict[str, str]:
+    opts = dict(a.split("=", 1) for a in items if "=" in a)
+    unknown = set(opts) - allowed
+    if unknown or "run" not in opts or any("=" not in a for a in items):
+        raise ConfigError([f"usage: {usage}; unknown: {sorted(unknown)}" if unknown else f"usage: {usage}"])
+    if not Path(opts["run"]).is_dir():
+        raise ConfigError([f"run folder not found: {opts['run']}"])
+    return opts
+
+
+def status_lines(run_dir: Path) -> list[str]:
+    """Job state, starts/preemptions, the last metrics and the newest checkpoint of a run."""
+    from sbcore.io import checkpoint as ckpt
+    from sbcore.launch.events import read_events
+    from sbcore.launch.submit import LAUNCH_FILE, local_job_state, slurm_job_state
+    from sbcore.loggers import read_metrics
+
+    lines = [f"run: {run_dir}"]
+    launch = run_dir / LAUNCH_FILE
+    if launch.is_file():
+        info = json.loads(launch.read_text())
+        query = slurm_job_state if info["cluster"] == "slurm" else local_job_state
+        state = query(info["job_id"]) or "unknown (the scheduler no longer lists it)"
+        lines += [f"job {info['job_id']} ({info['kind']}): {state}", f"  logs: {info['stdout']}"]
+    for event in read_events(run_dir):
+        keys = ("signal", "requeued", "world_size", "job", "restart")
+        extra = "".join(f" {k}={event[k]}" for k in keys if event.get(k))
+        lines.append(f"  {event['event']} at step {event.get('step')}{extra}")
+    metrics = run_dir / "metrics.jsonl"
+    records = read_metrics(metrics) if metrics.is_file() else []
+    groups = (("training", lambda k: not k.startswith("eval/")), ("evaluation", lambda k: k.startswith("eval/")))
+    for label, keep in groups:
+        last = next((r for r in reversed(records) if any(keep(k) for k in r if k != "step")), None)
+        if last is not None:
+            shown = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                              for k, v in last.items() if k != "step" and keep(k))
+            lines.append(f"last {label} metrics (step {last['step']}): {shown}")
+    found = ckpt.list_checkpoints(run_dir / "checkpoints")
+    lines.append(f"latest checkpoint: {found[-1] if found else 'none'}")
+    return lines
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    opts = _options(args.items, {"run"}, "sbcore status run=DIR")
+    print("\n".join(status_lines(Path(opts["run"]))))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from sbcore.log.export import metrics_to_csv
+
+    opts = _options(args.items, {"run", "out"}, "sbcore export run=DIR [out=FILE.csv]")
+    out = metrics_to_csv(Path(opts["run"]), Path(opts["out"]) if "out" in opts else None)
+    print(f"wrote {out}")
+    return 0
+
+
+@hookimpl
+def sbcore_add_commands(subparsers: argparse._SubParsersAction) -> None:
+    for name, fn, text in [
+        ("status", cmd_status, "job state, restarts and last metrics of a run: sbcore status run=DIR"),
+        ("export", cmd_export, "write a run's metrics as CSV: sbcore export run=DIR [out=FILE.csv]"),
+    ]:
+        parser = subparsers.add_parser(name, help=text, description=text)
+        parser.add_argument("items", nargs="*", help="key=value items")
+        parser.set_defaults(handler=fn)

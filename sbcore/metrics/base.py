@@ -1,0 +1,47 @@
+"""The metric interface: a registered class, configured by keyword arguments, called on one direction.
+
+A metric compares the samples a direction *generated* with a *reference*, which is one of
+
+* ``"target"`` -- real data of the side the direction ends on, unpaired (distribution metrics);
+* ``"source"`` -- the inputs the samples were generated from, row-aligned (MSD, faithfulness);
+* ``"paired"`` -- the true partner of each input in paired data, row-aligned (PSNR/SSIM for
+  restoration); skipped when the data is not paired.
+
+Constructor parameters are simple typed keywords with defaults, so a metric can be chosen from YAML
+(``eval: {metrics: [w2, {kind: mmd, scales: [0.5, 1.0]}]}``) and validated like any component.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar, Literal
+
+import torch
+from torch import Tensor
+
+Reference = Literal["target", "source", "paired"]
+
+
+class Metric(ABC):
+    """One number (or a few named numbers) from generated samples and a reference batch."""
+
+    #: what `__call__` compares the generated samples with (see the module docstring).
+    reference: ClassVar[Reference] = "target"
+    #: True for metrics defined only on images (B, C, H, W).
+    images_only: ClassVar[bool] = False
+
+    @abstractmethod
+    def __call__(self, generated: Tensor, reference: Tensor, generator: torch.Generator) -> float | dict[str, float]:
+        """A float, or a dict whose keys are appended to the metric's name (``kid`` -> ``kid_std``)."""
+
+
+def subsample(x: Tensor, n: int | None, generator: torch.Generator) -> Tensor:
+    """At most n rows of x, drawn without replacement with `generator` (all rows when n is None)."""
+    if n is None or len(x) <= n:
+        return x
+    return x[torch.randperm(len(x), generator=generator)[:n]]
+
+
+def flat64(x: Tensor) -> Tensor:
+    """(N, ...) -> (N, D) float64 on the CPU: distances are accumulated in double precision."""
+    return x.detach().flatten(1).cpu().double()
