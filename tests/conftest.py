@@ -42,3 +42,19 @@ def tiny_gaussian(tmp_path):
 
 if "SBCORE_DATA_DIR" not in os.environ and DATA_DIR.is_dir():
     os.environ["SBCORE_DATA_DIR"] = str(DATA_DIR)
+
+
+#: markers whose tests must run, not skip (``.ci/run`` sets ``SBCORE_REQUIRE=slurm,browser``).
+REQUIRED = {m.strip() for m in os.environ.get("SBCORE_REQUIRE", "").split(",") if m.strip()}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Turn the skip of a required feature (no SLURM, no Chromium) into a failure in CI."""
+    outcome = yield
+    report = outcome.get_result()
+    required = REQUIRED & {m.name for m in item.iter_markers()}
+    if report.skipped and required:
+        report.outcome = "failed"
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.longrepr = f"required feature {sorted(required)} was skipped: {reason}"

@@ -18,6 +18,9 @@ from pathlib import Path
 
 PACKAGES = ("slurmctld", "slurmd", "slurm-client", "munge")
 COMMANDS = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "scontrol", "sinfo", "squeue", "scancel")
+#: seconds a launch credential lives; SLURM also holds a requeued job this long before restarting it
+#: (default 120 s, which would make the requeue test wait two minutes).
+CRED_EXPIRE = 10
 
 
 class SlurmUnavailable(RuntimeError):
@@ -126,7 +129,7 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket={self.socket}
+AuthInfo=socket={self.socket},cred_expire={CRED_EXPIRE}
 StateSaveLocation={r}/state
 SlurmdSpoolDir={r}/spool
 SlurmctldPidFile={r}/state/slurmctld.pid

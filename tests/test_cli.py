@@ -61,3 +61,17 @@ def test_config_prints_full_defaults():
     assert config["plugin"] == "bm"
     assert config["method"]["sigma"] == 1.0 and config["method"]["coupling"] == {"kind": "independent"}
     assert config["train"]["ema_decay"] == 0.999 and config["sampler"]["kind"] == "euler_maruyama"
+
+
+def test_help_lists_every_command_and_each_command_has_help(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    commands = ["run", "sample", "config", "plugins", "eval", "report", "shards", "status", "export"]
+    assert all(f"    {name} " in text for name in commands), text
+    for name in commands:
+        with pytest.raises(SystemExit) as exc:
+            main([name, "--help"])
+        assert exc.value.code == 0, name
+    assert "out=DIR/NAME-%06d.tar" in " ".join(capsys.readouterr().out.split())

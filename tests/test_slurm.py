@@ -129,9 +129,9 @@ def test_requeued_job_resumes_from_its_checkpoint(slurm_env, tiny_gaussian, tmp_
 
     def released_and_done() -> bool:
         state, reason = slurm_env.job_reason(job)
-        if state == "PENDING" and "BeginTime" in reason:  # SLURM holds a requeued job ~2 minutes
-            subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=slurm_env.env)
-        elif state == "PENDING" and "Held" in reason:  # e.g. "launch failed requeued held"
+        # SLURM holds a requeued job for cred_expire seconds (short in this cluster) so the old launch
+        # credential lapses first; forcing StartTime=now races that and fails the relaunch.
+        if state == "PENDING" and "Held" in reason:  # e.g. "launch failed requeued held"
             subprocess.run(["scontrol", "release", job], env=slurm_env.env)
         final = run_dir / "checkpoints" / f"step_{steps:08d}.safetensors"
         return slurm_job_state(job) == "COMPLETED" and final.exists()

@@ -34,7 +34,8 @@ def sbcore_register(registry: Registry) -> None:
 
 @hookimpl
 def sbcore_add_commands(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("shards", help=f"write webdataset shards: {SHARDS_USAGE}",
+    _escaped = SHARDS_USAGE.replace("%", "%%")  # argparse %-formats help (not descriptions)
+    parser = subparsers.add_parser("shards", help=f"write webdataset shards: {_escaped}",
                                    description=f"usage: {SHARDS_USAGE}")
     parser.add_argument("action", choices=["write"])
     parser.add_argument("items", nargs="*", help="data.source=NAME, data.<param>=VALUE and write options")
