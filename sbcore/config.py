@@ -329,9 +329,10 @@ def make_converter(registry: Registry) -> cattrs.Converter:
             if type(None) in members:
                 return None
             raise TypeError(f"expected {_type_name(t)}, got None")
-        for member in members:
-            if member is type(None):
-                continue
+        present = [m for m in members if m is not type(None)]
+        if len(present) == 1:  # `X | None`: X's own error says what is wrong (e.g. a misspelt key)
+            return conv.structure(value, present[0])
+        for member in present:
             try:
                 return conv.structure(value, member)
             except Exception:  # noqa: BLE001, S112 - the next member may fit
@@ -369,7 +370,8 @@ def _format(exc: BaseException, type_: Any) -> str:
     return format_exception(exc, type_)
 
 
-def _error_lines(exc: Exception, path: str) -> list[str]:
+def error_lines(exc: Exception, path: str) -> list[str]:
+    """One ``message @ key.path`` line per problem in a cattrs structuring error."""
     if isinstance(exc, (ClassValidationError, IterableValidationError)):
         return cattrs.transform_error(exc, path=path, format_exception=_format)
     return [f"{_format(exc, None)} @ {path}"]
@@ -447,12 +449,12 @@ def structure_config(raw: dict[str, Any], registry: Registry) -> Config:
     try:
         method = conv.structure(method_raw, method_cls)
     except Exception as exc:  # noqa: BLE001 - collected and reported with the others
-        errors += _error_lines(exc, "config.method")
+        errors += error_lines(exc, "config.method")
     raw["method"] = None
     try:
         config = conv.structure(raw, Config)
     except Exception as exc:  # noqa: BLE001
-        errors += _error_lines(exc, "config")
+        errors += error_lines(exc, "config")
         config = None
     if errors or config is None:
         raise ConfigError(errors)

@@ -71,12 +71,7 @@ def create_plugins(extra: list[Any] | tuple[Any, ...] = ()) -> Plugins:
     for module_name in BUILTIN_PLUGINS:
         name = module_name.removeprefix("sbcore.").replace(".plugin", "")
         infos[name] = PluginInfo(name, "sbcore", version)
-        try:
-            pm.register(importlib.import_module(module_name), name=name)
-        except ModuleNotFoundError as exc:  # a feature area not present in this build
-            if exc.name != module_name:
-                raise
-            del infos[name]
+        pm.register(importlib.import_module(module_name), name=name)
     allowed = _allowed()
     for ep in md.entry_points(group=ENTRY_POINT_GROUP):
         dist = ep.dist.name if ep.dist else "?"

@@ -35,6 +35,20 @@ def test_unknown_key_suggests_closest(tiny_gaussian, plugins):
     assert "unknown key 'lrr' (did you mean 'lr'?) @ config.train" in errors_of(raw, plugins)
 
 
+def test_optional_data_side_reports_the_sources_own_error(tiny_gaussian, plugins):
+    raw = merge(tiny_gaussian, parse_overrides(["data.x0.meen=1.0", "data.x1=3"]))
+    text = errors_of(raw, plugins)
+    assert "unknown key 'meen' (did you mean 'mean'?) @ config.data.x0" in text
+    assert "expected a mapping with a 'source' key, got int 3 @ config.data.x1" in text
+
+
+def test_eval_metrics_are_validated_against_the_registry(tiny_gaussian, plugins):
+    cfg = structure(merge(tiny_gaussian, {"eval": {"metrics": ["w2", {"kind": "mmd"}]}}), plugins)
+    assert [m.kind for m in cfg.eval.metrics] == ["w2", "mmd"]
+    text = errors_of(merge(tiny_gaussian, {"eval": {"metrics": ["w3"]}}), plugins)
+    assert "unknown metric 'w3'" in text and "w2" in text
+
+
 def test_unknown_top_level_and_method_key(tiny_gaussian, plugins):
     raw = merge(tiny_gaussian, {"epochs": 3, "method": {"sigm": 1.0}})
     text = errors_of(raw, plugins)

@@ -19,8 +19,7 @@ import torch
 from torch import Tensor
 
 from sbcore import __version__
-from sbcore.config import ConfigError, load_yaml, make_converter, schema_for
-from sbcore.config import _error_lines as error_lines
+from sbcore.config import ConfigError, error_lines, load_yaml, make_converter, schema_for
 from sbcore.io.plots import atomic_write
 from sbcore.metrics.base import Metric
 from sbcore.registry import Registry

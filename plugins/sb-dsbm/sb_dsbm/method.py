@@ -293,7 +293,7 @@ class DSBM(BridgeMatching):
             simulate=lambda x: sampler.sample(lambda y, t: teacher(y, t), x, grid, self.process).x,
             direction=direction,
             cache_size=m.cache_size,
-            refresh_every=m.refresh_every * self.cfg.grad_accum,
+            refresh_every=m.refresh_every * self.plan.per_rank_accum,  # coupling calls per step on this rank
             draw_start=lambda n: self.draw(start_side, n, self.data_generator).to(self.device),
             chunk_size=m.cache_chunk,
             generator=generator,
