@@ -78,7 +78,8 @@ def main() -> None:
     plugins = create_plugins()
     bare, framework = [], []
     with tempfile.TemporaryDirectory() as out:
-        bare_loop(20)  # warm-up
+        bare_loop(20)  # warm-up of both, so neither pays for first-call initialisation
+        sbcore_loop(20, plugins, out + "/warm-up")
         for _ in range(args.repeats):
             bare.append(bare_loop(args.steps))
             framework.append(sbcore_loop(args.steps, plugins, out))

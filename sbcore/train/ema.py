@@ -13,12 +13,15 @@ class EMA:
         self.decay = decay
         self.module = module
         self.shadow = {k: p.detach().clone() for k, p in module.named_parameters()}
+        # the parameter tensors keep their identity (optimisers update them in place), so the
+        # pairing is built once rather than on every step
+        params = dict(module.named_parameters())
+        self._targets = list(self.shadow.values())
+        self._sources = [params[k].detach() for k in self.shadow]
 
     @torch.no_grad()
     def update(self) -> None:
-        names = list(self.shadow)
-        params = dict(self.module.named_parameters())
-        torch._foreach_lerp_([self.shadow[n] for n in names], [params[n].detach() for n in names], 1.0 - self.decay)
+        torch._foreach_lerp_(self._targets, self._sources, 1.0 - self.decay)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return dict(self.shadow)
