@@ -16,6 +16,13 @@ DATA_DIR = ROOT.parent / "shared" / "data"
 torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small tensors run fastest on one thread; runs may set their own (`train.threads`), so restore it."""
+    yield
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def plugins():
     return create_plugins()

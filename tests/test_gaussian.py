@@ -35,14 +35,6 @@ from sbcore.sampler.integrators import EulerMaruyama
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _random_sb(d: int, sigma: float, seed: int) -> GaussianSB:
     rng = np.random.default_rng(seed)
 
