@@ -42,11 +42,7 @@ def sbcore_run_end(run: Any, summary: dict[str, Any]) -> None:
     _append(run, {"summary": summary})
     path = Path(run.dir, "metrics.jsonl")
     if run.is_main and path.is_file():
-        records = read_metrics(path)
-        keys = [k for k in ("loss", "grad_norm", "lr") if any(k in r for r in records)]
-        keys += sorted({k for r in records for k in r if k.startswith("eval/") and isinstance(r[k], float)})
-        if keys:
-            plots.curves(Path(run.dir, "pictures", "curves.png"), records, keys)
+        plots.run_curves(read_metrics(path), Path(run.dir, "pictures"))
     run.echo(f"run finished: {run.dir}")
 
 

@@ -20,7 +20,6 @@ from typing import Any
 from sbcore.io import plots
 from sbcore.loggers import read_metrics
 
-TRAIN_KEYS = ("loss", "grad_norm", "lr")
 #: what a metric's number means, shown under the table when the metric appears in it.
 NOTES = {
     "feature_distance": "Fréchet distance on the features of sbcore's own digits/letters/fashion CNN "
@@ -30,8 +29,6 @@ NOTES = {
     "gaussian_w2": "squared W2 between Gaussians fitted to both sides (Bures-Wasserstein).",
     "msd": "mean squared distance between each input and its output.",
 }
-#: at most this many evaluation metrics get a curve panel (the table lists all of them).
-MAX_EVAL_CURVES = 12
 PICTURE = re.compile(r"^(?P<group>.+?)_step(?P<step>\d+)(?P<rest>.*)\.(?P<ext>png|gif)$")
 MIME = {".png": "image/png", ".gif": "image/gif"}
 
@@ -59,7 +56,7 @@ window.addEventListener("load", () => {
 
 def latest_pictures(folder: Path) -> list[Path]:
     """The pictures of the latest evaluation step of each group (e.g. forward, backward), plus any
-    picture whose name carries no step."""
+    picture whose name carries no step (but not the run's curves: the report redraws them)."""
     if not folder.is_dir():
         return []
     latest: dict[str, int] = {}
@@ -69,7 +66,7 @@ def latest_pictures(folder: Path) -> list[Path]:
         if match:
             group, step = match["group"], int(match["step"])
             latest[group] = max(step, latest.get(group, -1))
-        elif path.suffix in MIME and not path.name.startswith("."):
+        elif path.suffix in MIME and not path.name.startswith(".") and path.name not in plots.CURVE_FILES:
             loose.append(path)
     chosen = [p for p in sorted(folder.iterdir())
               if (m := PICTURE.match(p.name)) and int(m["step"]) == latest[m["group"]]]
@@ -104,26 +101,6 @@ def _read_summary(path: Path) -> dict[str, Any]:
             if line.strip().startswith('{"summary"'):
                 summary = json.loads(line)["summary"]
     return summary
-
-
-def _numeric_keys(records: list[dict[str, Any]], keys: list[str]) -> list[str]:
-    """The keys with at least two numeric values (one point draws no line)."""
-    def count(key: str) -> int:
-        return sum(isinstance(r.get(key), (int, float)) and not isinstance(r.get(key), bool) for r in records)
-
-    return [k for k in keys if count(k) >= 2]
-
-
-def _curves(records: list[dict[str, Any]], out: Path) -> list[tuple[Path, str]]:
-    drawn = []
-    train = _numeric_keys(records, list(TRAIN_KEYS))
-    if train:
-        drawn.append((plots.curves(out / "train_curves.png", records, train), "training curves"))
-    eval_keys = sorted({k for r in records for k in r if k.startswith("eval/") and not k.endswith("/nfe")})
-    eval_keys = _numeric_keys(records, eval_keys)[:MAX_EVAL_CURVES]
-    if eval_keys:
-        drawn.append((plots.curves(out / "eval_curves.png", records, eval_keys), "evaluation metrics during training"))
-    return drawn
 
 
 def write_report(run_dir: Path, out: Path | None = None) -> Path:
@@ -168,7 +145,7 @@ def write_report(run_dir: Path, out: Path | None = None) -> Path:
         sections.append('<p id="metrics">no metrics yet: the run has not finished an evaluation; '
                         "run <code>sbcore eval run=DIR</code>.</p>")
 
-    figures = _curves(records, out)
+    figures = plots.run_curves(records, out)
     if figures:
         sections.append("<h2>Curves</h2>" + "".join(_figure(p, caption, wide=True) for p, caption in figures))
     pictures = latest_pictures(run_dir / "pictures")

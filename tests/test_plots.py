@@ -122,6 +122,18 @@ def test_curves(tmp_path: Path) -> None:
         plots.curves(tmp_path / "none.png", records, [])
 
 
+def test_run_curves_skip_metrics_with_a_single_value(tmp_path: Path) -> None:
+    records = [{"step": i, "loss": 1.0 / i, "lr": 1e-3} for i in range(1, 6)]
+    records.append({"step": 5, "eval/forward/w2": 0.3, "eval/forward/nfe": 20})
+    drawn = plots.run_curves(records, tmp_path)
+    assert [(p.name, caption) for p, caption in drawn] == [("train_curves.png", "training curves")]
+    records.append({"step": 10, "eval/forward/w2": 0.2, "eval/forward/nfe": 20})
+    drawn = plots.run_curves(records, tmp_path)
+    assert [p.name for p, _ in drawn] == ["train_curves.png", "eval_curves.png"]
+    with Image.open(drawn[1][0]) as im:
+        assert im.size == (400, 300)  # one panel: w2 (nfe is a setting, not a metric)
+
+
 def test_failed_write_leaves_no_partial_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     target = tmp_path / "scatter.png"
     target.write_bytes(b"previous picture")

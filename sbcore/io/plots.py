@@ -219,3 +219,32 @@ def curves(
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
     return _save_figure(path, fig)
+
+
+#: the curve pictures `run_curves` writes.
+CURVE_FILES = ("train_curves.png", "eval_curves.png")
+TRAIN_KEYS = ("loss", "grad_norm", "lr")
+#: at most this many evaluation metrics get a curve panel (tables list all of them).
+MAX_EVAL_CURVES = 12
+
+
+def _numeric_keys(records: list[dict[str, Any]], keys: list[str]) -> list[str]:
+    """The keys with at least two numeric values (one point draws no line)."""
+    def count(key: str) -> int:
+        return sum(isinstance(r.get(key), (int, float)) and not isinstance(r.get(key), bool) for r in records)
+
+    return [k for k in keys if count(k) >= 2]
+
+
+def run_curves(records: list[dict[str, Any]], folder: Path) -> list[tuple[Path, str]]:
+    """Training curves and evaluation-metric curves of a run's metric records, as
+    [(picture, caption)]; a metric with fewer than two values gets no panel."""
+    drawn = []
+    train = _numeric_keys(records, list(TRAIN_KEYS))
+    if train:
+        drawn.append((curves(Path(folder) / CURVE_FILES[0], records, train), "training curves"))
+    eval_keys = sorted({k for r in records for k in r if k.startswith("eval/") and not k.endswith("/nfe")})
+    eval_keys = _numeric_keys(records, eval_keys)[:MAX_EVAL_CURVES]
+    if eval_keys:
+        drawn.append((curves(Path(folder) / CURVE_FILES[1], records, eval_keys), "evaluation metrics during training"))
+    return drawn
