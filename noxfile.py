@@ -34,7 +34,7 @@ def _torch_layer(session: nox.Session) -> None:
 def _install(session: nox.Session, *plugins: str) -> None:
     """Core and plugins in one pip call (their names are not on PyPI)."""
     _torch_layer(session)
-    args = ["-e", ".[test]"]
+    args = ["-e", ".[test,ops]"]
     for name in plugins:
         args += ["-e", f"plugins/{name}"]
     session.install(*args)
