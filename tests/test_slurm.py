@@ -150,3 +150,26 @@ def test_requeued_job_resumes_from_its_checkpoint(slurm_env, tiny_gaussian, tmp_
     assert end["step"] == steps
     logged = _logged_steps(run_dir)
     assert logged == sorted(set(logged)) and logged[-1] == steps  # the step counter only moved forward
+
+
+@pytest.mark.slurm
+def test_array_over_seeds_and_a_two_task_ddp_job(slurm_env, tiny_gaussian, tmp_path, capsys):
+    """``launcher.array=[3,4]``: one run folder and one array task per seed; ``launcher.nproc=2``: two
+    SLURM tasks that join DDP through submitit's environment."""
+    train = {**tiny_gaussian["train"], "threads": 1, "eval_samples": 32}
+    path = tmp_path / "arr.yaml"
+    path.write_text(yaml.safe_dump({**tiny_gaussian, "name": "arr", "train": train}))
+    assert main(["run", str(path), "launcher.kind=slurm", "launcher.partition=debug", "launcher.time=20",
+                 "launcher.array=[3,4]"]) == 0
+    run_dirs = [tmp_path / "runs" / f"arr-seed{s}" for s in (3, 4)]
+    jobs = [json.loads((d / "launch.json").read_text())["job_id"] for d in run_dirs]
+    assert len(set(jobs)) == 2 and all("_" in j for j in jobs)  # array task ids: <array job>_<index>
+    ddp_dir, ddp_job = _submit({**tiny_gaussian, "name": "ddp", "train": train}, tmp_path, capsys, "launcher.nproc=2")
+    for run_dir, job in [*zip(run_dirs, jobs, strict=True), (ddp_dir, ddp_job)]:
+        _wait_for(lambda job=job: slurm_job_state(job) == "COMPLETED", 150, f"job {job} did not complete", run_dir, job)
+        assert (run_dir / "checkpoints" / "step_00000020.safetensors").is_file()
+    seeds = [yaml.safe_load((d / "config.yaml").read_text())["seed"] for d in run_dirs]
+    losses = [[r["loss"] for r in read_metrics(d / "metrics.jsonl") if "loss" in r] for d in run_dirs]
+    assert seeds == [3, 4] and losses[0] != losses[1]
+    assert [e["world_size"] for e in read_events(ddp_dir) if e["event"] == "start"] == [2]
+    assert json.loads((ddp_dir / "distributed.json").read_text())["per_rank_batch"] == 16
