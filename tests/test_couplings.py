@@ -368,3 +368,16 @@ def test_model_coupling_argument_errors():
         cached(rec, refresh_every=0)
     with pytest.raises(RuntimeError, match="refresh\\(\\) needs a cached ModelCoupling"):
         ModelCoupling(rec.simulate).refresh()
+
+
+def test_sinkhorn_default_iterations_suffice_for_sb_cfm_in_high_dimension():
+    """SB-CFM's coupling at d=50 (reg 2 sigma^2 = 2, cost ~ 2d): about 1 batch in 12 needs more
+    than 1000 iterations, so a lower default would warn (and return an unconverged plan)."""
+    g = gen(11)
+    coupling = SinkhornCoupling(reg=2.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # POT's "Sinkhorn did not converge" would raise
+        for _ in range(40):
+            x0, x1 = torch.randn(128, 50, generator=g) - 0.1, torch.randn(128, 50, generator=g) + 0.1
+            plan = coupling.plan(x0, x1)
+    assert torch.allclose(plan.sum(1), torch.full((128,), 1 / 128), atol=1e-6)

@@ -82,7 +82,8 @@ class SinkhornCoupling(Coupling):
 
     normalize_cost: divide C by its batch maximum, making `reg` relative to the batch's spread
         (no longer the SB value 2 sigma^2).
-    max_iter: Sinkhorn iterations at most; small `reg` needs many (POT warns when they run out).
+    max_iter: Sinkhorn iterations at most; small `reg` relative to the cost needs many (SB-CFM at d=50,
+        reg 2, batch 128: median 280, 99th percentile ~2000), and POT warns when they run out.
     tol: stop when the L2 violation of the column marginal is below tol (POT's `stopThr`).
     generator: draws the pairing from the plan; pass one (here or per call) for reproducibility.
     """
@@ -91,7 +92,7 @@ class SinkhornCoupling(Coupling):
         self,
         reg: float = 0.05,
         normalize_cost: bool = False,
-        max_iter: int = 1000,
+        max_iter: int = 10_000,
         tol: float = 1e-6,
         generator: torch.Generator | None = None,
     ) -> None:
