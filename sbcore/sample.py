@@ -12,6 +12,7 @@ from sbcore.config import ConfigError, read_yaml_file, structure_config
 from sbcore.io import checkpoint as ckpt
 from sbcore.plugins import get_plugins
 from sbcore.run import Run, choose_device
+from sbcore.seeding import derive_seeds
 
 
 @attrs.frozen
@@ -44,8 +45,9 @@ def sample_from_run(
     keep_path: bool = False, seed: int = 0,
 ) -> Samples:
     trainer, _ = load_trainer(run_dir)
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
+    torch_seed, data_seed = derive_seeds(seed)
+    torch.manual_seed(torch_seed)
+    generator = torch.Generator().manual_seed(data_seed)
     start_side = "x0" if direction == "forward" else "x1"
     x_start = trainer.draw(start_side, n, generator)
     traj = trainer.sample(direction, x_start, steps=steps, return_path=keep_path)

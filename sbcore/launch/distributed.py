@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import numpy as np
 import torch
 import torch.distributed as dist
+
+from sbcore.seeding import derive_seeds
 
 
 @attrs.frozen
@@ -73,8 +74,8 @@ def write_plan(plan: BatchPlan, run_dir: Path) -> Path:
 
 def micro_seeds(seed: int, step: int, index: int) -> tuple[int, int]:
     """(torch seed, data seed) of micro-batch `index` of `step`: independent of the world size."""
-    torch_seed, data_seed = np.random.SeedSequence([seed, step, index]).generate_state(2, dtype=np.uint64)
-    return int(torch_seed), int(data_seed)
+    torch_seed, data_seed = derive_seeds(seed, step, index)
+    return torch_seed, data_seed
 
 
 def world_size() -> int:

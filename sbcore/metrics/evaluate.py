@@ -23,6 +23,7 @@ from sbcore.config import ConfigError, error_lines, load_yaml, make_converter, s
 from sbcore.io.plots import atomic_write
 from sbcore.metrics.base import Metric
 from sbcore.registry import Registry
+from sbcore.seeding import derive_seeds
 
 #: direction -> (the side it starts from, the side it ends on).
 ENDS = {"forward": ("x0", "x1"), "backward": ("x1", "x0")}
@@ -147,21 +148,22 @@ def evaluate_run(
     trainer, meta = load_trainer(run_dir, device)
     config = trainer.run.config
     paired = config.data.pairs is not None
-    shape = tuple(trainer.draw("x0", 1, torch.Generator().manual_seed(seed)).shape[1:])
+    torch_seed, start_seed, data_seed, metric_seed = derive_seeds(seed, count=4)
+    shape = tuple(trainer.draw("x0", 1, torch.Generator().manual_seed(start_seed)).shape[1:])
     specs = metrics or configured_metrics(config) or default_metrics(shape, paired)
     built = build_metrics(specs, trainer.run.registry)
     samples: dict[str, Any] = {}
     nfe: dict[str, int] = {}
     for direction in trainer.directions:
         start, end = ENDS[direction]
-        x_start = trainer.draw(start, n, torch.Generator().manual_seed(seed))
+        x_start = trainer.draw(start, n, torch.Generator().manual_seed(start_seed))
         if paired:  # the same draw on the other side gives each input's true partner
-            samples[f"{end}_paired"] = trainer.draw(end, n, torch.Generator().manual_seed(seed))
-        samples[f"{end}_data"] = trainer.draw(end, n, torch.Generator().manual_seed(seed + 1))
-        torch.manual_seed(seed)
+            samples[f"{end}_paired"] = trainer.draw(end, n, torch.Generator().manual_seed(start_seed))
+        samples[f"{end}_data"] = trainer.draw(end, n, torch.Generator().manual_seed(data_seed))
+        torch.manual_seed(torch_seed)
         samples[direction], nfe[direction] = _sample_in_chunks(trainer, direction, x_start, steps, chunk)
         samples[start] = x_start
-    values, skipped = evaluate_samples(samples, built, torch.Generator().manual_seed(seed + 2))
+    values, skipped = evaluate_samples(samples, built, torch.Generator().manual_seed(metric_seed))
     plan_file = run_dir / "distributed.json"  # the launcher's record of world size and global batch
     plan = json.loads(plan_file.read_text()) if plan_file.is_file() else {}
     sampler = {"kind": config.sampler.kind, **config.sampler.params}

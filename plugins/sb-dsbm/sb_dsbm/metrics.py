@@ -17,6 +17,7 @@ from torch import Tensor
 
 from sbcore.metrics.gaussian import GaussianSB, kl_fit_floor, marginal_kl_slices
 from sbcore.process.base import Direction
+from sbcore.seeding import derive_seeds
 
 if TYPE_CHECKING:
     from sbcore.train.trainer import Trainer
@@ -68,8 +69,9 @@ def path_metrics(
 
 def gaussian_report(trainer: Trainer, sb: GaussianSB, n: int, seed: int = 0) -> dict[str, Any]:
     """`path_metrics` of every trained direction, sampling n paths with the trainer's current weights."""
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
+    torch_seed, data_seed = derive_seeds(seed)
+    generator = torch.Generator().manual_seed(data_seed)
+    torch.manual_seed(torch_seed)
     out: dict[str, Any] = {}
     for direction in trainer.directions:
         start_side = "x0" if direction == "forward" else "x1"
