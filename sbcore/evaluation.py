@@ -8,6 +8,9 @@ import torch
 from torch import Tensor
 
 from sbcore.io import plots
+from sbcore.launch import distributed
+from sbcore.sampler.base import Trajectory
+from sbcore.seeding import derive_seeds
 
 if TYPE_CHECKING:
     from sbcore.train.trainer import Trainer
@@ -27,20 +30,39 @@ def _moments(side: str, samples: Tensor, trainer: Trainer) -> tuple[Tensor, Tens
     return flat.mean(0), flat.var(0)
 
 
+def _sample_shard(trainer: Trainer, direction: str, n: int, generator: torch.Generator) -> dict[str, Any] | None:
+    """This rank's share of n (start, data, sampled) triples, gathered on rank 0 (None elsewhere)."""
+    start, end = START[direction], OTHER[START[direction]]
+    local = distributed.shard(n)
+    x_start, x_true = trainer.draw(start, local, generator), trainer.draw(end, local, generator)
+    traj = trainer.sample(direction, x_start, return_path=x_start.ndim == 2)
+    parts = {"start": distributed.gather_to_main(x_start), "true": distributed.gather_to_main(x_true),
+             "x": distributed.gather_to_main(traj.x),
+             "path": distributed.gather_to_main(traj.path, dim=1) if traj.path is not None else None}
+    if parts["start"] is None:
+        return None
+    return {"start": parts["start"], "true": parts["true"], "traj": Trajectory(parts["x"], parts["path"], traj.nfe)}
+
+
 def evaluate_translation(trainer: Trainer, sigma: float) -> dict[str, Any]:
+    """Translate `train.eval_samples` inputs in each trained direction and compare with the data:
+    moments, Cov(x0, x1) (and its closed form for Gaussians), scatter/path plots or image grids
+    and GIFs. Under DDP the samples are drawn on every rank and gathered on rank 0, which alone
+    returns metrics (`{}` elsewhere)."""
     run = trainer.run
     n = run.config.train.eval_samples
-    generator = torch.Generator().manual_seed(run.config.seed + 2)
+    generator = torch.Generator().manual_seed(derive_seeds(run.config.seed, 2, distributed.rank_of())[0])
     metrics: dict[str, Any] = {}
     samples: dict[str, Any] = {}
     picture_dir = run.dir / "pictures"
+    gathered = {direction: _sample_shard(trainer, direction, n, generator) for direction in trainer.directions}
+    if not run.is_main:
+        return {}
     picture_dir.mkdir(exist_ok=True)
     for direction in trainer.directions:
         start, end = START[direction], OTHER[START[direction]]
-        x_start = trainer.draw(start, n, generator)
-        x_true = trainer.draw(end, n, generator)
+        x_start, x_true, traj = gathered[direction]["start"], gathered[direction]["true"], gathered[direction]["traj"]
         vector = x_start.ndim == 2
-        traj = trainer.sample(direction, x_start, return_path=vector)
         x_gen = traj.x.float().cpu()
         samples[direction] = traj
         samples[start], samples[f"{end}_data"] = x_start, x_true

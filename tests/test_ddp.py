@@ -56,6 +56,13 @@ def test_torchrun_two_processes_match_one_process(tiny_gaussian, plugins, tmp_pa
     assert a.keys() == b.keys()
     for key in a:  # weights and the EMA written by rank 0 agree with the single process
         torch.testing.assert_close(b[key], a[key], rtol=1e-5, atol=1e-6)
+    # the final evaluation: both ranks sampled 32 of the 64 samples, rank 0 scored and drew them
+    final = {name: [json.loads(line)["summary"] for line in (runs / name / "metrics.jsonl").read_text().splitlines()
+                    if "summary" in line][-1] for name in ("one", "two")}
+    assert {"forward/mean_error", "backward/var_error", "forward/cov_x0_x1_diag"} <= final["two"].keys()
+    for key in ("forward/mean_error", "backward/mean_error"):  # same weights, other draws: close, not equal
+        assert final["two"][key] == pytest.approx(final["one"][key], abs=0.3)
+    assert (runs / "two" / "pictures" / "forward_step000012.png").is_file()
 
 
 def test_batch_plan_splits_the_global_batch():
@@ -87,3 +94,30 @@ def test_fp16_uses_a_grad_scaler_and_bf16_stays_close_to_fp32(tiny_gaussian, plu
     # the scaled fp16 gradients overflow at the initial scale 2**16: each step is skipped and the scale halved
     assert state["scaler"]["scale"] == 2.0**13 and state["scaler"]["_growth_tracker"] == 0
     assert ckpt.load_state(ckpt.list_checkpoints(runs / "fp32" / "checkpoints")[-1])["scaler"] == {}
+
+
+def _gather_worker(rank: int, init_file: str, results: str) -> None:
+    import torch.distributed as dist
+
+    from sbcore.launch.distributed import gather_to_main, shard
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        local = shard(5)  # 3 on rank 0, 2 on rank 1
+        x = torch.full((local, 2), float(rank))
+        path = torch.full((4, local, 2), float(rank))
+        got, got_path = gather_to_main(x), gather_to_main(path, dim=1)
+        if rank == 0:
+            torch.save({"x": got, "path": got_path}, results)
+        else:
+            assert got is None and got_path is None
+    finally:
+        dist.destroy_process_group()
+
+
+def test_evaluation_shards_are_gathered_on_rank_zero(tmp_path):
+    results = tmp_path / "gathered.pt"
+    torch.multiprocessing.spawn(_gather_worker, args=(str(tmp_path / "init"), str(results)), nprocs=2)
+    out = torch.load(results)
+    assert out["x"][:, 0].tolist() == [0, 0, 0, 1, 1]
+    assert out["path"].shape == (4, 5, 2) and out["path"][0, :, 0].tolist() == [0, 0, 0, 1, 1]

@@ -128,6 +128,24 @@ def broadcast_module(module: torch.nn.Module) -> None:
             dist.broadcast(tensor.data, src=0)
 
 
+def shard(n: int) -> int:
+    """This rank's share of n items split over the ranks (the first n % world ranks take one more)."""
+    world, rank = world_size(), rank_of()
+    return n // world + (rank < n % world)
+
+
+def gather_to_main(tensor: torch.Tensor, dim: int = 0) -> torch.Tensor | None:
+    """Concatenate every rank's `tensor` along `dim` (in rank order) on rank 0; None elsewhere.
+
+    Shards may differ in size, so tensors travel as objects (on the CPU), which both gloo and nccl
+    support; evaluation batches are small next to a training step's traffic."""
+    if world_size() == 1:
+        return tensor
+    parts: list[Any] = [None] * world_size()
+    dist.all_gather_object(parts, tensor.detach().cpu())
+    return torch.cat(parts, dim=dim) if rank_of() == 0 else None
+
+
 def barrier() -> None:
     if dist.is_initialized():
         dist.barrier()

@@ -9,8 +9,9 @@ with exact resume, data parallelism and preemption.
 Randomness of a step is a pure function of (seed, step, micro-batch index): before each
 micro-batch the global torch RNG and `data_generator` are reseeded from those numbers. That makes
 resume exact and makes the global batch the same on 1 or N processes: rank r computes its share of
-the micro-batches and the gradients are summed (`sbcore.launch.distributed`). Under DDP, EMA,
-evaluation, hooks and checkpoints belong to rank 0. SIGTERM/SIGUSR1/SIGUSR2 stop the loop at the
+the micro-batches and the gradients are summed (`sbcore.launch.distributed`). Under DDP every
+rank keeps the EMA and samples a share of the evaluation, gathered on rank 0; hooks and checkpoints
+belong to rank 0. SIGTERM/SIGUSR1/SIGUSR2 stop the loop at the
 next step boundary with a checkpoint (`sbcore.launch.signals`).
 """
 
@@ -40,7 +41,11 @@ from sbcore.network.base import Network
 from sbcore.process.base import Direction
 from sbcore.run import Run
 from sbcore.sampler.base import Trajectory
+from sbcore.seeding import derive_seeds
 from sbcore.train.ema import EMA
+
+#: key of the evaluation's random streams (`derive_seeds(seed, EVAL_STREAM, rank)`).
+EVAL_STREAM = 10_000_019
 
 
 class Trainer(ABC):
@@ -75,7 +80,10 @@ class Trainer(ABC):
 
     @abstractmethod
     def evaluate(self) -> dict[str, Any]:
-        """Sample with the EMA networks; return metrics (and write pictures to the run folder)."""
+        """Sample with the EMA networks; return metrics (and write pictures to the run folder).
+
+        Called on every rank under DDP: each samples its share and rank 0 gathers and scores
+        (`sbcore.evaluation.evaluate_translation` does this); other ranks' results are ignored."""
 
     @abstractmethod
     def draw(self, side: str, n: int, generator: torch.Generator) -> Tensor:
@@ -168,8 +176,7 @@ class Trainer(ABC):
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
-        if self.run.is_main:
-            self.ema.update()
+        self.ema.update()  # on every rank (weights are identical), so every rank can sample for evaluation
         self.step += 1
         return {"loss": total, "grad_norm": float(grad_norm), "lr": self.optimizer.param_groups[0]["lr"]}
 
@@ -249,14 +256,15 @@ class Trainer(ABC):
     def _evaluate(self) -> dict[str, Any]:
         """Evaluate on EMA weights with its own RNG stream, so training randomness is untouched.
 
-        Under DDP rank 0 evaluates (it holds the EMA) while the others wait."""
-        if not self.run.is_main:
-            distributed.barrier()
-            return {}
+        Under DDP every rank samples its share of the evaluation samples (its own noise stream) and
+        rank 0 gathers them, scores them and runs the evaluation hooks."""
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            torch.manual_seed(self.run.config.seed + 10_000_019)
+            torch.manual_seed(derive_seeds(self.run.config.seed, EVAL_STREAM, self.plan.rank)[0])
             with self.ema_weights():
                 metrics = self.evaluate()
+            if not self.run.is_main:
+                distributed.barrier()
+                return {}
             extra = self.run.hook.sbcore_evaluate(run=self.run, samples=metrics.pop("_samples", {}))
         for result in extra:
             metrics.update(result or {})

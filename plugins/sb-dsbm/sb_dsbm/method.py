@@ -37,7 +37,6 @@ from sbcore.config import CouplingSpec
 from sbcore.coupling.base import Coupling, Pair
 from sbcore.coupling.model import ModelCoupling
 from sbcore.evaluation import START, evaluate_translation
-from sbcore.launch.distributed import broadcast_module
 from sbcore.metrics.image import mean_squared_distance
 from sbcore.metrics.vector import wasserstein2
 from sbcore.network.base import Network
@@ -273,7 +272,6 @@ class DSBM(BridgeMatching):
         name = NETWORK_NAME[self.teacher_direction(stage)]
         self.teacher = self._frozen_copy(name, {k[len(name) + 1 :]: p for k, p in self.ema.shadow.items()
                                                 if k.startswith(name + ".")})
-        broadcast_module(self.teacher)  # only rank 0 keeps the EMA up to date
         self.model_coupling = self._make_model_coupling(stage)
 
     def _frozen_copy(self, name: str, params: dict[str, Tensor]) -> Network:
@@ -355,6 +353,8 @@ class DSBM(BridgeMatching):
 
     def evaluate(self) -> dict[str, Any]:
         metrics = evaluate_translation(self, sigma=self.method.sigma)
+        if not self.run.is_main:  # this rank's samples went to rank 0
+            return metrics
         metrics["half_iteration"] = self.schedule.stage_at(max(self.step - 1, 0)).index + 1
         samples = metrics["_samples"]
         sb = gaussian_sb(self, self.method.sigma)
