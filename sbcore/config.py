@@ -440,7 +440,8 @@ def structure_config(raw: dict[str, Any], registry: Registry) -> Config:
         raise ConfigError([f"required key missing @ config.plugin (available: {', '.join(registry.names('method'))})"])
     errors: list[str] = []
     try:
-        method_cls = registry.get("method", plugin).Config
+        trainer_cls = registry.get("method", plugin)
+        method_cls = trainer_cls.Config
     except KeyError:
         message = unknown_name_message("plugin", plugin, registry.names("method"))
         raise ConfigError([f"{message} @ config.plugin"]) from None
@@ -458,4 +459,4 @@ def structure_config(raw: dict[str, Any], registry: Registry) -> Config:
         config = None
     if errors or config is None:
         raise ConfigError(errors)
-    return attrs.evolve(config, method=method)
+    return trainer_cls.resolve_config(attrs.evolve(config, method=method))

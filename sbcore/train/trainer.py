@@ -70,6 +70,12 @@ class Trainer(ABC):
 
     # ---- what a method supplies ------------------------------------------------------------
 
+    @classmethod
+    def resolve_config(cls, config: Any) -> Any:
+        """Settings the method derives from its own section (e.g. `train.steps` from a schedule), applied
+        when the config is built, so the run folder's config.yaml states what actually runs."""
+        return config
+
     @abstractmethod
     def setup(self) -> None:
         """Build data sources, process, coupling and `self.networks` (a name -> Network dict)."""

@@ -224,14 +224,17 @@ class DSBM(BridgeMatching):
 
     Config = DSBMConfig
 
+    @classmethod
+    def resolve_config(cls, config: Any) -> Any:
+        """`outer_iters` half-iterations fix the number of steps: they replace `train.steps`."""
+        total = config.method.schedule.total_steps
+        if total is None or total == config.train.steps:
+            return config
+        return attrs.evolve(config, train=attrs.evolve(config.train, steps=total))
+
     def __init__(self, run: Run) -> None:
         super().__init__(run)
         self.schedule = self.method.schedule
-        total = self.schedule.total_steps
-        if total is not None and total != self.cfg.steps:
-            run.echo(f"train.steps = {total}: set by the schedule ({self.method.outer_iters} half-iterations), "
-                     f"not {self.cfg.steps}")
-            self.cfg = attrs.evolve(self.cfg, steps=total)
         self.stage: Stage | None = None
         #: frozen EMA copy of the network that makes the current stage's pairs (None on first stages).
         self.teacher: Network | None = None

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 from sb_dsbm.schedule import Schedule
 
-from sbcore.config import ConfigError, structure_config
+from sbcore.config import ConfigError, make_converter, merge, structure_config
 from sbcore.plugins import create_plugins
 
 
@@ -69,3 +70,12 @@ def test_config_derives_first_coupling_and_networks(plugins):
     assert sbcfm.method.directions == ("backward",)
     imf = structure_config(_raw({"fb_sequence": ["forward", "backward", "forward"]}), plugins.registry)
     assert imf.method.coupling.kind == "independent" and imf.method.directions == ("forward", "backward")
+
+
+def test_schedule_sets_train_steps_in_the_resolved_config(plugins, tmp_path):
+    raw = _raw({"inner_iters": 30, "outer_iters": 3, "first_inner_iters": 50})
+    config = structure_config(merge(raw, {"train": {"steps": 1000}}), plugins.registry)
+    assert config.train.steps == 50 + 2 * 30
+    path = tmp_path / "config.yaml"  # what the run folder keeps reloads to the same steps
+    path.write_text(yaml.safe_dump(make_converter(plugins.registry).unstructure(config)))
+    assert structure_config(yaml.safe_load(path.read_text()), plugins.registry) == config
