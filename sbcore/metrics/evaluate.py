@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from tqdm import tqdm
 
 from sbcore import __version__
 from sbcore.config import ConfigError, error_lines, load_yaml, make_converter, schema_for
@@ -124,8 +125,9 @@ def _sample_in_chunks(
     trainer: Any, direction: str, x_start: Tensor, steps: int | None, chunk: int
 ) -> tuple[Tensor, int]:
     outs, nfe = [], 0
+    parts = x_start.split(chunk)
     with torch.no_grad():
-        for part in x_start.split(chunk):
+        for part in tqdm(parts, desc=f"sampling {direction}", unit="batch", leave=False, disable=len(parts) < 2):
             traj = trainer.sample(direction, part, steps=steps)
             outs.append(traj.x.float().cpu())
             nfe = traj.nfe
