@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 import yaml
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from sbcore.config import merge, parse_overrides, structure_config
 from sbcore.io import checkpoint as ckpt
@@ -108,7 +108,7 @@ def _gather_worker(rank: int, init_file: str, results: str) -> None:
         path = torch.full((4, local, 2), float(rank))
         got, got_path = gather_to_main(x), gather_to_main(path, dim=1)
         if rank == 0:
-            torch.save({"x": got, "path": got_path}, results)
+            save_file({"x": got, "path": got_path}, results)
         else:
             assert got is None and got_path is None
     finally:
@@ -116,8 +116,8 @@ def _gather_worker(rank: int, init_file: str, results: str) -> None:
 
 
 def test_evaluation_shards_are_gathered_on_rank_zero(tmp_path):
-    results = tmp_path / "gathered.pt"
+    results = tmp_path / "gathered.safetensors"
     torch.multiprocessing.spawn(_gather_worker, args=(str(tmp_path / "init"), str(results)), nprocs=2)
-    out = torch.load(results)
+    out = load_file(str(results))
     assert out["x"][:, 0].tolist() == [0, 0, 0, 1, 1]
     assert out["path"].shape == (4, 5, 2) and out["path"][0, :, 0].tolist() == [0, 0, 0, 1, 1]
