@@ -33,6 +33,22 @@ def test_ema_update_matches_formula():
         torch.testing.assert_close(ema.shadow[k], 0.9 * before[k] + 0.1 * p.detach())
 
 
+def test_ema_with_an_active_network_moves_only_that_network():
+    nets = torch.nn.ModuleDict({"forward_drift": torch.nn.Linear(2, 2), "backward_drift": torch.nn.Linear(2, 2)})
+    ema = EMA(nets, decay=0.5)
+    before = {k: v.clone() for k, v in ema.shadow.items()}
+    with torch.no_grad():
+        for p in nets.parameters():
+            p.add_(1.0)
+    ema.active = "forward_drift"
+    ema.update()
+    for k, shadow in ema.shadow.items():
+        assert torch.equal(shadow, before[k]) != k.startswith("forward_drift."), k
+    ema.active = None  # all networks again
+    ema.update()
+    assert all(not torch.equal(shadow, before[k]) for k, shadow in ema.shadow.items())
+
+
 def test_evaluation_does_not_change_training(tiny_gaussian, plugins, tmp_path):
     """Periodic evaluation draws from its own RNG stream: the weights are the same with or without it."""
     run({**tiny_gaussian, "name": "quiet"}, plugins)

@@ -7,21 +7,32 @@ from torch import nn
 
 
 class EMA:
-    """ema <- decay * ema + (1 - decay) * param after every optimiser step."""
+    """ema <- decay * ema + (1 - decay) * param after every optimiser step.
+
+    `active`: when set to a network name, only that network's shadow moves; the others keep the
+    EMA weights they had (methods that train one of several networks per stage, e.g. DSBM).
+    """
 
     def __init__(self, module: nn.Module, decay: float) -> None:
         self.decay = decay
         self.module = module
+        self.active: str | None = None
         self.shadow = {k: p.detach().clone() for k, p in module.named_parameters()}
-        # the parameter tensors keep their identity (optimisers update them in place), so the
-        # pairing is built once rather than on every step
-        params = dict(module.named_parameters())
-        self._targets = list(self.shadow.values())
-        self._sources = [params[k].detach() for k in self.shadow]
+        # the parameter tensors keep their identity (optimisers update them in place), so each
+        # network's pairing is built once rather than on every step
+        self._params = {k: p.detach() for k, p in module.named_parameters()}
+        self._pairs: dict[str | None, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
+
+    def _pairs_of(self, active: str | None) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        if active not in self._pairs:
+            names = [k for k in self.shadow if active is None or k.startswith(f"{active}.")]
+            self._pairs[active] = ([self.shadow[k] for k in names], [self._params[k] for k in names])
+        return self._pairs[active]
 
     @torch.no_grad()
     def update(self) -> None:
-        torch._foreach_lerp_(self._targets, self._sources, 1.0 - self.decay)
+        targets, sources = self._pairs_of(self.active)
+        torch._foreach_lerp_(targets, sources, 1.0 - self.decay)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return dict(self.shadow)

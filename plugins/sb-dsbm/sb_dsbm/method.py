@@ -42,7 +42,6 @@ from sbcore.metrics.vector import wasserstein2
 from sbcore.network.base import Network
 from sbcore.process.base import Direction, ReferenceProcess, expand_t
 from sbcore.run import Run
-from sbcore.train.ema import EMA
 
 Variant = Literal["imf", "ipf", "bm", "rf", "sbcfm"]
 #: variants whose later half-iterations train on pairs simulated by the previous network.
@@ -109,28 +108,6 @@ class ReferenceCoupling(Coupling):
             raise ValueError(f"ReferenceCoupling(anchor={self.anchor!r}) needs the {self.anchor} batch, got None")
         moved = data + self.sigma * torch.randn_like(data)
         return Pair(data, moved) if self.anchor == "x0" else Pair(moved, data)
-
-
-# ------------------------------------------------------------------------------------------------
-# EMA of the network being trained only
-# ------------------------------------------------------------------------------------------------
-
-
-class StagedEMA(EMA):
-    """EMA that only moves the shadow of the network trained in the current stage.
-
-    The idle network keeps the EMA weights it had when its stage ended (DSBM's image trainer keeps one
-    EMA per direction, updated only while that direction trains), so sampling it is stable.
-    """
-
-    active: str | None = None
-
-    @torch.no_grad()
-    def update(self) -> None:
-        prefix = f"{self.active}." if self.active else ""
-        names = [n for n in self.shadow if n.startswith(prefix)]
-        params = dict(self.module.named_parameters())
-        torch._foreach_lerp_([self.shadow[n] for n in names], [params[n].detach() for n in names], 1.0 - self.decay)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -248,10 +225,6 @@ class DSBM(BridgeMatching):
         # IPF's first network learns to undo Q started at the data of its own target side.
         self.reference = (ReferenceCoupling(self.method.sigma, anchor="x0" if first == "backward" else "x1")
                           if self.method.variant == "ipf" else None)
-
-    def _build_optimizer(self) -> None:
-        super()._build_optimizer()
-        self.ema = StagedEMA(self.networks, self.cfg.ema_decay)
 
     # ---- stages ------------------------------------------------------------------------------
 
