@@ -147,8 +147,9 @@ class Trainer(ABC):
         torch.manual_seed(seed)
 
     def _build_optimizer(self) -> None:
-        params = [p for p in self.networks.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        #: what the optimiser updates (and gradients are all-reduced and clipped over), listed once.
+        self.trainable = [p for p in self.networks.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.trainable, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         self.ema = EMA(self.networks, self.cfg.ema_decay)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.cfg.precision == "fp16")
 
@@ -171,14 +172,13 @@ class Trainer(ABC):
                 loss = self.training_loss(plan.micro_batch) / plan.micro_batches
             self.scaler.scale(loss).backward()
             total += float(loss.detach())
-        params = [p for p in self.networks.parameters() if p.requires_grad]
-        distributed.all_reduce_grads(params)
+        distributed.all_reduce_grads(self.trainable)
         total = distributed.all_reduce_sum(total, self.device)
         signum = self._stop.signum if self._stop is not None else None
         self._stop_agreed = distributed.max_over_ranks(signum or 0, self.device)
         self.scaler.unscale_(self.optimizer)
         clip = self.cfg.grad_clip if self.cfg.grad_clip is not None else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable, clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
