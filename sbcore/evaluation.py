@@ -9,6 +9,7 @@ from torch import Tensor
 
 from sbcore.io import plots
 from sbcore.launch import distributed
+from sbcore.metrics.gaussian import GaussianSB
 from sbcore.sampler.base import Trajectory
 from sbcore.seeding import derive_seeds
 
@@ -86,8 +87,9 @@ def evaluate_translation(trainer: Trainer, sigma: float) -> dict[str, Any]:
             plots.image_grid(picture_dir / f"{tag}_input.png", x_start[:PICTURE_SAMPLES])
             plots.image_grid(picture_dir / f"{tag}_output.png", few.x.float().cpu())
             plots.trajectory_gif(picture_dir / f"{tag}.gif", few.path[:, :16].float().cpu())
-    closed = _closed_form(trainer, sigma)
-    if closed is not None:
+    sb = gaussian_sb(trainer, sigma)
+    if sb is not None:
+        closed = torch.diagonal(sb.cross_cov)
         metrics["closed_form/cov_x0_x1_diag"] = float(closed.mean())
         _print_cov_table(trainer, samples, closed)
     metrics["_samples"] = samples
@@ -120,12 +122,10 @@ def _cross_cov_diag(x0: Tensor, x1: Tensor) -> Tensor:
     return ((a - a.mean(0)) * (b - b.mean(0))).sum(0) / (a.shape[0] - 1)
 
 
-def _closed_form(trainer: Trainer, sigma: float) -> Tensor | None:
-    """When both sides are Gaussian, the Schrödinger bridge's Cov(x0, x1) diagonal is known exactly."""
+def gaussian_sb(trainer: Trainer, sigma: float) -> GaussianSB | None:
+    """The closed-form Schrödinger bridge when both data sides are Gaussian sources and sigma > 0, else None."""
     sources = getattr(trainer, "sources", None) or {}
-    if not all(hasattr(sources.get(s), "cov") for s in ("x0", "x1")) or sigma <= 0:
+    x0, x1 = sources.get("x0"), sources.get("x1")
+    if sigma <= 0 or not (hasattr(x0, "cov") and hasattr(x1, "cov")):
         return None
-    from sbcore.metrics.gaussian import GaussianSB
-
-    sb = GaussianSB(sources["x0"].mean, sources["x0"].cov, sources["x1"].mean, sources["x1"].cov, sigma)
-    return torch.diagonal(sb.cross_cov)
+    return GaussianSB(x0.mean, x0.cov, x1.mean, x1.cov, sigma)

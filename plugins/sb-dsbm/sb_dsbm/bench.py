@@ -23,8 +23,9 @@ from typing import Any
 
 import torch
 
-from sb_dsbm.metrics import gaussian_report, gaussian_sb
+from sb_dsbm.metrics import gaussian_report
 from sbcore.config import ConfigError, merge, parse_overrides, read_yaml_file, structure_config
+from sbcore.evaluation import gaussian_sb
 from sbcore.plugins import get_plugins
 from sbcore.run import Run, choose_device, run_dir_for
 

@@ -23,15 +23,6 @@ if TYPE_CHECKING:
     from sbcore.train.trainer import Trainer
 
 
-def gaussian_sb(trainer: Trainer, sigma: float) -> GaussianSB | None:
-    """The closed-form SB when both data sides are Gaussian sources and sigma > 0, else None."""
-    sources = getattr(trainer, "sources", None) or {}
-    x0, x1 = sources.get("x0"), sources.get("x1")
-    if sigma <= 0 or not (hasattr(x0, "cov") and hasattr(x1, "cov")):
-        return None
-    return GaussianSB(x0.mean, x0.cov, x1.mean, x1.cov, sigma)
-
-
 def cross_covariance(x0: Tensor, x1: Tensor) -> Tensor:
     """Sample Cov(x0, x1), a (d, d) matrix with entry (i, j) = Cov(x0_i, x1_j), in float64."""
     a, b = x0.flatten(1).double().cpu(), x1.flatten(1).double().cpu()
