@@ -5,43 +5,39 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from sbcore.process.base import Direction, ReferenceProcess, expand_t
+from sbcore.process.base import Direction, ReferenceProcess, check_direction
 
 
 class BrownianBridge(ReferenceProcess):
     """x_t = (1-t) x_0 + t x_1 + sigma sqrt(t(1-t)) z.
 
     sigma = 0 gives the straight interpolant of rectified flow / flow matching.
-    Forward target (x_1 - x_t)/(1-t), backward target (x_0 - x_t)/t (DSBM eq. (8)).
+    Forward drift (x_1 - x_t)/(1-t), backward (x_0 - x_t)/t (DSBM eq. (8)); eps is the I2SB-style
+    noise (x_t - end) / (sigma sqrt(time left)), defined for sigma > 0.
     """
 
     def __init__(self, sigma: float = 1.0) -> None:
-        if sigma < 0:
+        if not sigma >= 0:
             raise ValueError(f"sigma must be >= 0, got {sigma}")
         self.sigma = float(sigma)
 
     def __repr__(self) -> str:
         return f"BrownianBridge(sigma={self.sigma})"
 
-    def mean(self, x0: Tensor, x1: Tensor, t: Tensor) -> Tensor:
-        tt = expand_t(t, x0)
-        return (1 - tt) * x0 + tt * x1
+    def coefficients(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        t = torch.as_tensor(t)
+        return 1 - t, t, self.sigma * torch.sqrt((t * (1 - t)).clamp_min(0))
 
-    def std(self, t: Tensor) -> Tensor:
-        return self.sigma * torch.sqrt(t * (1 - t))
+    def drift_coefficients(self, t: Tensor, direction: Direction) -> tuple[Tensor, Tensor]:
+        u = 1 / self.time_left(torch.as_tensor(t), direction)
+        return u, -u
 
-    def sample_bridge(self, x0: Tensor, x1: Tensor, t: Tensor, noise: Tensor | None = None) -> Tensor:
-        if noise is None:
-            noise = self.noise_like(x0)
-        return self.mean(x0, x1, t) + expand_t(self.std(t), x0) * noise
-
-    def drift_target(self, x0: Tensor, x1: Tensor, x_t: Tensor, t: Tensor, direction: Direction) -> Tensor:
-        tt = expand_t(t, x_t)
-        if direction == "forward":
-            return (x1 - x_t) / (1 - tt)
-        if direction == "backward":
-            return (x0 - x_t) / tt
-        raise ValueError(f"direction must be 'forward' or 'backward', got {direction!r}")
+    def eps_coefficients(self, t: Tensor, direction: Direction) -> tuple[Tensor, Tensor]:
+        check_direction(direction)
+        if self.sigma == 0:
+            raise ValueError("predict: eps needs a noisy reference (sigma > 0); the sigma = 0 bridge has no noise")
+        left = self.time_left(torch.as_tensor(t), direction)
+        return torch.ones_like(left), -self.sigma * left.sqrt()
 
     def diffusion(self, t: Tensor) -> Tensor:
         t = torch.as_tensor(t)
