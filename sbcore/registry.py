@@ -32,11 +32,18 @@ class Registry:
     def __init__(self) -> None:
         self._items: dict[str, dict[str, Any]] = defaultdict(dict)
         self._owner: dict[tuple[str, str], str] = {}
+        self.kinds: dict[str, str] = dict(KINDS)
         self.current_plugin: str = "?"
 
+    def add_kind(self, kind: str, description: str) -> None:
+        """Let a plugin introduce a component kind of its own (e.g. I2SB's `corruption` operators)."""
+        if self.kinds.get(kind, description) != description:
+            raise ValueError(f"component kind {kind!r} already exists: {self.kinds[kind]}")
+        self.kinds[kind] = description
+
     def add(self, kind: str, name: str, component: Any) -> Any:
-        if kind not in KINDS:
-            raise ValueError(f"unknown component kind {kind!r}; known kinds: {sorted(KINDS)}")
+        if kind not in self.kinds:
+            raise ValueError(f"unknown component kind {kind!r}; known kinds: {sorted(self.kinds)}")
         key = (kind, name)
         if key in self._owner and self._items[kind][name] is not component:
             raise ValueError(
