@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from sbcore.bridge_matching import bridge_matching_loss
+from sbcore.train.bridge_matching import bridge_matching_loss
 from sbcore.data.images import MNIST
 from sbcore.data.memory import decode_affine
 from sbcore.data.shards import ShardSource, write_shards

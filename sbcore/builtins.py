@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from sbcore.bridge_matching import BridgeMatching
 from sbcore.coupling.independent import IndependentCoupling, PairedCoupling
 from sbcore.coupling.ot import ExactOTCoupling, SinkhornCoupling
 from sbcore.data.gaussian import GaussianSource
@@ -11,14 +10,19 @@ from sbcore.hookspecs import hookimpl
 from sbcore.network.mlp import MLP
 from sbcore.network.unet import UNet
 from sbcore.process.brownian import BrownianBridge
+from sbcore.process.scheduled import ScheduledBridge
+from sbcore.process.vp import VPDiffusion
 from sbcore.registry import Registry
 from sbcore.sampler.integrators import EulerMaruyama, EulerODE, HeunODE
+from sbcore.train.bridge_matching import BridgeMatching
 
 
 @hookimpl
 def sbcore_register(registry: Registry) -> None:
     registry.add("method", "bm", BridgeMatching)
     registry.add("process", "brownian", BrownianBridge)
+    registry.add("process", "scheduled", ScheduledBridge)
+    registry.add("process", "vp", VPDiffusion)
     registry.add("coupling", "independent", IndependentCoupling)
     registry.add("coupling", "paired", PairedCoupling)
     registry.add("coupling", "exact_ot", ExactOTCoupling)

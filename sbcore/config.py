@@ -1,7 +1,9 @@
 """Run configuration: attrs classes structured by cattrs from YAML plus ``key.sub=value`` overrides.
 
 One YAML file holds a run. Its top-level sections are ``plugin``, ``name``, ``seed``, ``out``,
-``resume``, ``data``, ``method``, ``network``, ``train``, ``sampler``, ``log`` and ``launcher``.
+``resume``, ``data``, ``method``, ``process``, ``network``, ``train``, ``sampler``, ``log``,
+``launcher`` and ``eval``. The ``process:`` section alone owns the reference's parameters (sigma,
+beta(t), a spectrum); methods and evaluation ask the process.
 The ``method:`` section is the attrs ``Config`` class of the method named by ``plugin``; component
 sections (``network``, ``sampler``, data sources, couplings) name a registered component by
 ``kind`` (``source`` for data) and are validated against that component's constructor signature.
@@ -244,6 +246,10 @@ def default_network() -> NetworkSpec:
     return NetworkSpec("mlp")
 
 
+def default_process() -> ProcessSpec:
+    return ProcessSpec("brownian", {"sigma": 1.0})
+
+
 def default_sampler() -> SamplerSpec:
     return SamplerSpec("euler_maruyama", {"steps": 100})
 
@@ -257,6 +263,7 @@ class Config:
     seed: int = 0
     out: str = "runs"
     resume: bool = False
+    process: ProcessSpec = attrs.field(factory=default_process)
     network: NetworkSpec = attrs.field(factory=default_network)
     train: TrainConfig = attrs.field(factory=TrainConfig)
     sampler: SamplerSpec = attrs.field(factory=default_sampler)
@@ -447,6 +454,9 @@ def structure_config(raw: dict[str, Any], registry: Registry) -> Config:
         raise ConfigError([f"{message} @ config.plugin"]) from None
     method_raw = raw.pop("method", {}) or {}
     method = None
+    if isinstance(method_raw, dict) and "sigma" in method_raw and "sigma" not in attrs.fields_dict(method_cls):
+        errors.append(f"method.sigma moved to the process section: write process: {{kind: brownian, sigma: "
+                      f"{method_raw.pop('sigma')}}} (or the override process.sigma=...) @ config.method.sigma")
     try:
         method = conv.structure(method_raw, method_cls)
     except Exception as exc:  # noqa: BLE001 - collected and reported with the others

@@ -45,7 +45,7 @@ def _sample_shard(trainer: Trainer, direction: str, n: int, generator: torch.Gen
     return {"start": parts["start"], "true": parts["true"], "traj": Trajectory(parts["x"], parts["path"], traj.nfe)}
 
 
-def evaluate_translation(trainer: Trainer, sigma: float) -> dict[str, Any]:
+def evaluate_translation(trainer: Trainer) -> dict[str, Any]:
     """Translate `train.eval_samples` inputs in each trained direction and compare with the data:
     moments, Cov(x0, x1) (and its closed form for Gaussians), scatter/path plots or image grids
     and GIFs. Under DDP the samples are drawn on every rank and gathered on rank 0, which alone
@@ -87,7 +87,7 @@ def evaluate_translation(trainer: Trainer, sigma: float) -> dict[str, Any]:
             plots.image_grid(picture_dir / f"{tag}_input.png", x_start[:PICTURE_SAMPLES])
             plots.image_grid(picture_dir / f"{tag}_output.png", few.x.float().cpu())
             plots.trajectory_gif(picture_dir / f"{tag}.gif", few.path[:, :16].float().cpu())
-    sb = gaussian_sb(trainer, sigma)
+    sb = gaussian_sb(trainer)
     if sb is not None:
         closed = torch.diagonal(sb.cross_cov)
         metrics["closed_form/cov_x0_x1_diag"] = float(closed.mean())
@@ -122,8 +122,10 @@ def _cross_cov_diag(x0: Tensor, x1: Tensor) -> Tensor:
     return ((a - a.mean(0)) * (b - b.mean(0))).sum(0) / (a.shape[0] - 1)
 
 
-def gaussian_sb(trainer: Trainer, sigma: float) -> GaussianSB | None:
-    """The closed-form Schrödinger bridge when both data sides are Gaussian sources and sigma > 0, else None."""
+def gaussian_sb(trainer: Trainer) -> GaussianSB | None:
+    """The closed-form Schrödinger bridge when both data sides are Gaussian sources and the reference is
+    dX = sigma dW with sigma > 0, else None."""
+    sigma = trainer.process.brownian_sigma or 0.0
     sources = getattr(trainer, "sources", None) or {}
     x0, x1 = sources.get("x0"), sources.get("x1")
     if sigma <= 0 or not (hasattr(x0, "cov") and hasattr(x1, "cov")):

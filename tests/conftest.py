@@ -38,7 +38,7 @@ def tiny_gaussian(tmp_path):
         "seed": 3,
         "data": {"x0": {"source": "gaussian", "dim": 2, "mean": -1.0},
                  "x1": {"source": "gaussian", "dim": 2, "mean": 1.0}},
-        "method": {"sigma": 1.0},
+        "process": {"kind": "brownian", "sigma": 1.0},
         "network": {"kind": "mlp", "hidden": 32, "layers": 2},
         "train": {"steps": 20, "batch_size": 32, "lr": 1.0e-3, "log_every": 5, "eval_samples": 200,
                   "progress": False, "checkpoint_every": 10},

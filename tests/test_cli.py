@@ -59,7 +59,8 @@ def test_config_prints_full_defaults():
                          check=True).stdout
     config = yaml.safe_load(out)
     assert config["plugin"] == "bm"
-    assert config["method"]["sigma"] == 1.0 and config["method"]["coupling"] == {"kind": "independent"}
+    assert config["process"] == {"kind": "brownian", "sigma": 1.0}
+    assert config["method"]["coupling"] == {"kind": "independent"}
     assert config["train"]["ema_decay"] == 0.999 and config["sampler"]["kind"] == "euler_maruyama"
 
 

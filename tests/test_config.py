@@ -20,11 +20,11 @@ def errors_of(raw, plugins) -> str:
 
 
 def test_defaults_and_overrides(tiny_gaussian, plugins):
-    raw = merge(tiny_gaussian, parse_overrides(["train.steps=500", "method.sigma=0.5", "train.lr=3e-4",
+    raw = merge(tiny_gaussian, parse_overrides(["train.steps=500", "process.sigma=0.5", "train.lr=3e-4",
                                                  "network={kind: mlp, hidden: 16}"]))
     cfg = structure(raw, plugins)
     assert cfg.train.steps == 500
-    assert cfg.method.sigma == 0.5
+    assert cfg.process.params["sigma"] == 0.5
     assert cfg.train.lr == pytest.approx(3e-4)  # YAML 1.1 would read "3e-4" as a string
     assert cfg.network.kind == "mlp" and cfg.network.params == {"hidden": 16}
     assert cfg.data.x0.kind == "gaussian" and cfg.data.x0.params["mean"] == -1.0
@@ -50,10 +50,10 @@ def test_eval_metrics_are_validated_against_the_registry(tiny_gaussian, plugins)
 
 
 def test_unknown_top_level_and_method_key(tiny_gaussian, plugins):
-    raw = merge(tiny_gaussian, {"epochs": 3, "method": {"sigm": 1.0}})
+    raw = merge(tiny_gaussian, {"epochs": 3, "method": {"predcit": "x1"}})
     text = errors_of(raw, plugins)
     assert "unknown key 'epochs'" in text and "@ config" in text
-    assert "unknown key 'sigm' (did you mean 'sigma'?) @ config.method" in text
+    assert "unknown key 'predcit' (did you mean 'predict'?) @ config.method" in text
 
 
 def test_wrong_type_names_expected_and_given(tiny_gaussian, plugins):
@@ -81,9 +81,9 @@ def test_unknown_plugin_lists_available(tiny_gaussian, plugins):
 
 
 def test_several_errors_reported_together(tiny_gaussian, plugins):
-    raw = merge(tiny_gaussian, parse_overrides(["train.batch_size=big", "train.lrr=1.0", "method.sigma=x"]))
+    raw = merge(tiny_gaussian, parse_overrides(["train.batch_size=big", "train.lrr=1.0", "process.sigma=x"]))
     text = errors_of(raw, plugins)
-    assert "batch_size" in text and "lrr" in text and "config.method.sigma" in text
+    assert "batch_size" in text and "lrr" in text and "config.process.sigma" in text
 
 
 def test_config_file_errors(tmp_path):

@@ -200,7 +200,7 @@ def _image_run(tmp_path, x0: dict) -> dict:
     return {
         "plugin": "bm", "name": "img", "out": str(tmp_path / "runs"), "seed": 0,
         "data": {"x0": x0, "x1": {"source": "emnist_letters", "limit": 200}},
-        "method": {"sigma": 1.0, "loss_reduction": "mean"},
+        "method": {"loss_reduction": "mean"},
         "network": {"kind": "unet", "channels": 8, "channel_mults": [1, 2], "groups": 4},
         "train": {"steps": 3, "batch_size": 8, "log_every": 1, "eval_samples": 8, "progress": False},
         "sampler": {"kind": "euler_maruyama", "steps": 2},

@@ -30,6 +30,7 @@ from sbcore.metrics.gaussian import (
     sqrtm_psd,
 )
 from sbcore.process.brownian import BrownianBridge
+from sbcore.sampler.base import drift_model
 from sbcore.sampler.integrators import EulerMaruyama
 
 F64 = torch.float64
@@ -259,9 +260,10 @@ def test_euler_maruyama_with_exact_drift_reproduces_the_bridge():
     sampler = EulerMaruyama(steps=steps)
 
     x0 = p0.sample(n, gen).double()
-    x1 = sampler.sample(sb.forward_drift, x0, process.time_grid(steps, dtype=F64), process).x
+    x1 = sampler.sample(drift_model(sb.forward_drift, process), x0, sampler.time_grid(process, "forward", dtype=F64)).x
     y1 = p1.sample(n, gen).double()
-    y0 = sampler.sample(sb.backward_drift, y1, process.time_grid(steps, "backward", dtype=F64), process).x
+    y0 = sampler.sample(drift_model(sb.backward_drift, process, "backward"), y1,
+                        sampler.time_grid(process, "backward", dtype=F64)).x
 
     for end, mean_end, cov_end in [(x1, sb.mean1, sb.cov1), (y0, sb.mean0, sb.cov0)]:
         end_c = end - end.mean(0)

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from sbcore.process.brownian import BrownianBridge
+from sbcore.sampler.base import drift_model
 from sbcore.sampler.integrators import EulerMaruyama, EulerODE, HeunODE
 
 torch.set_num_threads(1)
@@ -29,9 +30,10 @@ def ode_error(sampler_cls: type, steps: int, backward: bool) -> float:
     x0 = torch.tensor([[1.0, -0.5]], dtype=DT)
     grid = torch.linspace(0, 1, steps + 1, dtype=DT)
     if backward:  # from x(1) back to x(0); the drift is the velocity in the direction of travel
-        out = sampler_cls(steps).sample(lambda x, t: -rate(x, t), exact(x0, 1.0), grid.flip(0), BrownianBridge(0.0))
+        out = sampler_cls(steps).sample(drift_model(lambda x, t: -rate(x, t), BrownianBridge(0.0)), exact(x0, 1.0),
+                                        grid.flip(0))
         return ((out.x - x0) / x0).abs().max().item()
-    out = sampler_cls(steps).sample(rate, x0, grid, BrownianBridge(0.0))
+    out = sampler_cls(steps).sample(drift_model(rate, BrownianBridge(0.0)), x0, grid)
     return ((out.x - exact(x0, 1.0)) / exact(x0, 1.0)).abs().max().item()
 
 
@@ -46,8 +48,8 @@ def test_ode_solvers_converge_at_their_order(sampler_cls: type, order: int, back
 def test_euler_maruyama_without_noise_is_euler() -> None:
     x0 = torch.randn(5, 3, dtype=DT)
     grid = torch.linspace(0, 1, 11, dtype=DT)
-    em = EulerMaruyama(10).sample(rate, x0, grid, BrownianBridge(0.0))
-    euler = EulerODE(10).sample(rate, x0, grid, BrownianBridge(0.0))
+    em = EulerMaruyama(10).sample(drift_model(rate, BrownianBridge(0.0)), x0, grid)
+    euler = EulerODE(10).sample(drift_model(rate, BrownianBridge(0.0)), x0, grid)
     assert torch.equal(em.x, euler.x)
 
 
@@ -73,7 +75,7 @@ class Recorder:
 )
 def test_nfe_and_evaluation_times_along_a_decreasing_grid(sampler: object, calls: list[float]) -> None:
     drift = Recorder()
-    out = sampler.sample(drift, torch.randn(3, 2), torch.linspace(1, 0, 5), BrownianBridge(1.0))
+    out = sampler.sample(drift_model(drift, BrownianBridge(1.0)), torch.randn(3, 2), torch.linspace(1, 0, 5))
     assert drift.times == calls
     assert out.nfe == len(calls)
 
@@ -82,12 +84,12 @@ def test_nfe_and_evaluation_times_along_a_decreasing_grid(sampler: object, calls
 def test_path_has_every_grid_state_from_x_start_to_x(sampler: object) -> None:
     x_start = torch.randn(4, 2, 3)
     grid = torch.linspace(0, 1, 7)
-    out = sampler.sample(lambda x, t: -x, x_start, grid, BrownianBridge(0.5), return_path=True)
+    out = sampler.sample(drift_model(lambda x, t: -x, BrownianBridge(0.5)), x_start, grid, return_path=True)
     assert out.path.shape == (7, 4, 2, 3)
     assert torch.equal(out.path[0], x_start)
     assert torch.equal(out.path[-1], out.x)
     assert not torch.equal(out.path[1], out.path[0])
-    assert sampler.sample(lambda x, t: -x, x_start, grid, BrownianBridge(0.5)).path is None
+    assert sampler.sample(drift_model(lambda x, t: -x, BrownianBridge(0.5)), x_start, grid).path is None
 
 
 @pytest.mark.parametrize("grid", [(0.2, 0.8), (1.0, 0.0)], ids=["forward-part", "backward-full"])
@@ -95,10 +97,9 @@ def test_euler_maruyama_with_zero_drift_has_variance_sigma2_times_elapsed_time(g
     torch.manual_seed(0)
     sigma, n = 0.7, 40_000
     out = EulerMaruyama(10).sample(
-        lambda x, t: torch.zeros_like(x),
+        drift_model(lambda x, t: torch.zeros_like(x), BrownianBridge(sigma)),
         torch.zeros(n // 2, 2, dtype=DT),
         torch.linspace(*grid, 11, dtype=DT),
-        BrownianBridge(sigma),
     )
     var = sigma**2 * abs(grid[1] - grid[0])
     # sampling error of the variance is var * sqrt(2 / n) = 0.7 % of var; of the mean sqrt(var / n)
@@ -122,9 +123,10 @@ def test_last_step_noise_false_drops_exactly_the_last_noise_term() -> None:
     drift = lambda x, t: torch.sin(x) * (1 - t)[:, None]  # noqa: E731 - state and time dependent
     noisy_process, mean_process = NoiseRecordingBridge(sigma), NoiseRecordingBridge(sigma)
     torch.manual_seed(1)
-    noisy = EulerMaruyama(steps).sample(drift, x0, grid, noisy_process, return_path=True)
+    noisy = EulerMaruyama(steps).sample(drift_model(drift, noisy_process), x0, grid, return_path=True)
     torch.manual_seed(1)
-    mean = EulerMaruyama(steps, last_step_noise=False).sample(drift, x0, grid, mean_process, return_path=True)
+    mean = EulerMaruyama(steps, last_step_noise=False).sample(drift_model(drift, mean_process), x0, grid,
+                                                              return_path=True)
     assert len(noisy_process.noises) == steps and len(mean_process.noises) == steps - 1
     assert torch.equal(noisy.path[:-1], mean.path[:-1])
     torch.testing.assert_close(noisy.x - mean.x, sigma * math.sqrt(1 / steps) * noisy_process.noises[-1])
@@ -140,11 +142,12 @@ def test_euler_maruyama_with_the_bridge_drift_lands_on_x1() -> None:
     def drift(x: Tensor, t: Tensor) -> Tensor:
         return (x1 - x) / (1 - t)[:, None]
 
-    out = EulerMaruyama(20, last_step_noise=False).sample(drift, x0, grid, BrownianBridge(1.0), return_path=True)
+    out = EulerMaruyama(20, last_step_noise=False).sample(drift_model(drift, BrownianBridge(1.0)), x0, grid,
+                                                          return_path=True)
     torch.testing.assert_close(out.x, x1, rtol=0, atol=1e-12)
     assert (out.path[10] - (x0 + x1) / 2).abs().max() > 0.5  # the path itself was noisy
     # with the last noise kept, the end point misses x1 by exactly sigma sqrt(dt) N(0, 1)
-    noisy = EulerMaruyama(20).sample(drift, x0, grid, BrownianBridge(1.0))
+    noisy = EulerMaruyama(20).sample(drift_model(drift, BrownianBridge(1.0)), x0, grid)
     assert (noisy.x - x1).std().item() == pytest.approx(math.sqrt(1 / 20), rel=0.1)
 
 

@@ -4,7 +4,8 @@ conversions between what a network predicts and the drift a sampler integrates."
 from sbcore.process.base import ENDS, PREDICTIONS, Direction, Prediction, ReferenceProcess, check_prediction, expand_t
 from sbcore.process.brownian import BrownianBridge
 from sbcore.process.scheduled import ScheduledBridge
+from sbcore.process.spectral import SpectralProcess
 from sbcore.process.vp import VPDiffusion
 
 __all__ = ["ENDS", "PREDICTIONS", "BrownianBridge", "Direction", "Prediction", "ReferenceProcess",
-           "ScheduledBridge", "VPDiffusion", "check_prediction", "expand_t"]
+           "ScheduledBridge", "SpectralProcess", "VPDiffusion", "check_prediction", "expand_t"]

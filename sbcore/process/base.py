@@ -70,6 +70,11 @@ class ReferenceProcess(ABC):
 
     grid_size: int | None = None
 
+    @property
+    def brownian_sigma(self) -> float | None:
+        """sigma when this reference is dX = sigma dW (closed-form Gaussian SBs apply), else None."""
+        return None
+
     @abstractmethod
     def coefficients(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(a, b, c) of x_t = a x_0 + b x_1 + c z, each of t's shape."""

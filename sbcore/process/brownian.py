@@ -24,6 +24,10 @@ class BrownianBridge(ReferenceProcess):
     def __repr__(self) -> str:
         return f"BrownianBridge(sigma={self.sigma})"
 
+    @property
+    def brownian_sigma(self) -> float:
+        return self.sigma
+
     def coefficients(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         t = torch.as_tensor(t)
         return 1 - t, t, self.sigma * torch.sqrt((t * (1 - t)).clamp_min(0))

@@ -84,6 +84,10 @@ class ScheduledBridge(ReferenceProcess):
     def std_bwd(self, t: Tensor) -> Tensor:
         return (self.total - self.sigma2(t)).clamp_min(0).sqrt()
 
+    @property
+    def brownian_sigma(self) -> float | None:
+        return math.sqrt(self.beta_max) if self.schedule == "constant" else None
+
     # ---- the interface -----------------------------------------------------------------------
 
     def coefficients(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -56,6 +56,12 @@ class Predictor:
         return Predictor(self.network, self.process, self.direction, self.predict, cond)
 
 
+def drift_model(drift: Callable[[Tensor, Tensor], Tensor], process: ReferenceProcess,
+                direction: Direction = "forward") -> Predictor:
+    """A known drift function (a closed form, a test's field) as a Predictor."""
+    return Predictor(drift, process, direction, "drift")
+
+
 @attrs.frozen
 class Estimate:
     """One network output at (x, t), with the drift, end point and noise it implies."""
@@ -128,7 +134,9 @@ class FixedGridSampler(Sampler):
     """Walks the grid one step at a time; subclasses define one step and its network evaluations."""
 
     @abstractmethod
-    def step(self, model: Predictor, x: Tensor, t0: Tensor, t1: Tensor, dt: Tensor, last: bool) -> tuple[Tensor, Estimate]:
+    def step(
+        self, model: Predictor, x: Tensor, t0: Tensor, t1: Tensor, dt: Tensor, last: bool
+    ) -> tuple[Tensor, Estimate]:
         """Advance x from t0 to t1 (both (B,)); dt = |t1 - t0| is a scalar. Returns (x, first estimate)."""
 
     @torch.no_grad()

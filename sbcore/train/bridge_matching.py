@@ -1,15 +1,17 @@
-"""Built-in method ``bm``: bridge matching with a Brownian-bridge reference and any coupling.
+"""Built-in method ``bm``: bridge matching on any reference process, prediction target and coupling.
 
-Given pairs (x0, x1) ~ coupling and t ~ U[eps, 1-eps], x_t is drawn from the Brownian bridge and a
-forward network regresses the bridge's drift towards x1, a backward network the drift towards x0
-(Shi et al. 2023, "Diffusion Schrödinger Bridge Matching", eq. (8); Peluchetti 2023). With the
-independent coupling this is one Markovian projection of the reference mixture; with sigma = 0
-and the forward direction alone it is flow matching / rectified flow (Liu et al. 2023).
+Given pairs (x0, x1) ~ coupling and t ~ U[eps, 1-eps], x_t is drawn from the process's bridge and a
+forward network regresses the target towards x1, a backward network the target towards x0 (Shi et
+al. 2023, "Diffusion Schrödinger Bridge Matching", eq. (8); Peluchetti 2023). What the network
+predicts (drift, endpoint, eps, velocity) is converted by the process, in training and sampling
+alike. With the independent coupling this is one Markovian projection of the reference mixture;
+with the sigma = 0 Brownian bridge and the forward direction alone it is flow matching / rectified
+flow (Liu et al. 2023). Methods built on it (DSBM, I2SB, DDIB, ...) override `draw_pairs`, the
+networks or the loss of a stage, and reuse sampling and evaluation.
 """
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Literal
 
 import attrs
@@ -21,45 +23,58 @@ from sbcore.config import CouplingSpec
 from sbcore.data.base import PairedSource
 from sbcore.evaluation import evaluate_translation
 from sbcore.network.base import Network
-from sbcore.process.base import Direction, ReferenceProcess
-from sbcore.process.brownian import BrownianBridge
-from sbcore.sampler.base import Trajectory
+from sbcore.process.base import Direction, ReferenceProcess, check_prediction, expand_t
+from sbcore.sampler.base import Callback, Predictor, Trajectory
 from sbcore.train.trainer import Trainer
+from sbcore.train.weighting import Weighting, check_weighting, loss_weight
 
-#: module names of the drift networks ("forward" itself would clash with nn.Module.forward).
+#: module names of the networks ("forward" itself would clash with nn.Module.forward).
 NETWORK_NAME = {"forward": "forward_drift", "backward": "backward_drift"}
 
 
 def bridge_matching_loss(
-    network: Network, process: ReferenceProcess, x0: Tensor, x1: Tensor, t: Tensor,
-    direction: Direction, reduction: Literal["sum", "mean"] = "sum",
+    network: Network, process: ReferenceProcess, x0: Tensor, x1: Tensor, t: Tensor, direction: Direction,
+    predict: str = "drift", weighting: Weighting = "uniform", reduction: Literal["sum", "mean"] = "sum",
+    cond: Tensor | None = None,
 ) -> Tensor:
-    """E ||v_theta(x_t, t) - drift_target(x0, x1, x_t, t)||^2 for one direction.
+    """E lambda(t) ||f_theta(x_t, t) - target(x0, x1, x_t, t)||^2 for one direction.
 
     `reduction="sum"` sums over data dimensions and averages over the batch (the Gaussian
     benchmark's loss); "mean" averages over every element (common for images).
     """
     x_t = process.sample_bridge(x0, x1, t)
-    target = process.drift_target(x0, x1, x_t, t, direction)
-    err = (network(x_t, t) - target).float().pow(2)
+    target = process.target(predict, x0, x1, x_t, t, direction)
+    out = network(x_t, t) if cond is None else network(x_t, t, cond=cond)
+    err = (out - target).float().pow(2)
+    weight = loss_weight(weighting, process, t, direction)
+    if weight is not None:
+        err = expand_t(weight.float(), err) * err
     return err.mean() if reduction == "mean" else err.flatten(1).sum(1).mean()
 
 
 @attrs.frozen
 class BMConfig:
-    sigma: float = attrs.field(default=1.0, validator=v.ge(0.0))
+    """The `method:` section of `bm`.
+
+    predict: what the networks output (drift, endpoint, x0, x1, eps, velocity), converted by the process.
+    loss_weight: uniform (DSBM eq. (10)) or bridge_variance (`sbcore.train.weighting`).
+    """
+
     coupling: CouplingSpec = attrs.field(factory=lambda: CouplingSpec("independent"))
     directions: tuple[Direction, ...] = ("forward", "backward")
+    predict: str = "drift"
+    loss_weight: Weighting = "uniform"
     t_epsilon: float = attrs.field(default=1.0e-3, validator=[v.ge(0.0), v.lt(0.5)])
     loss_reduction: Literal["sum", "mean"] = "sum"
 
     def __attrs_post_init__(self) -> None:
         if not self.directions or len(set(self.directions)) != len(self.directions):
             raise ValueError(f"directions must be a non-empty subset of [forward, backward], got {self.directions}")
+        check_prediction(self.predict, tuple(self.directions))
 
 
 class BridgeMatching(Trainer):
-    """Forward and/or backward drift networks trained by bridge matching on a fixed coupling."""
+    """Forward and/or backward networks trained by bridge matching on a fixed coupling."""
 
     Config = BMConfig
 
@@ -79,7 +94,8 @@ class BridgeMatching(Trainer):
                 )
             shape = self.sources["x0"].shape
         self.shape = tuple(shape)
-        self.process = BrownianBridge(self.method.sigma)
+        self.process: ReferenceProcess = self.run.config.process.build(registry)
+        check_weighting(self.method.loss_weight, self.process)
         self.coupling = self.method.coupling.build(registry)
         if self.coupling.needs_pairs and self.pairs is None:
             raise ValueError(f"coupling {self.method.coupling.kind!r} needs paired data: set data.pairs")
@@ -103,27 +119,38 @@ class BridgeMatching(Trainer):
         pair = self.coupling(x0.to(self.device), x1.to(self.device))
         return pair.x0, pair.x1
 
+    def sample_t(self, n: int) -> Tensor:
+        eps = self.method.t_epsilon
+        return eps + (1 - 2 * eps) * torch.rand(n, device=self.device)
+
+    def direction_loss(self, direction: Direction, x0: Tensor, x1: Tensor, t: Tensor,
+                       network: Network | None = None) -> Tensor:
+        """The bridge-matching loss of one direction with this method's prediction, weighting and reduction."""
+        m = self.method
+        return bridge_matching_loss(network or self.networks[NETWORK_NAME[direction]], self.process, x0, x1, t,
+                                    direction, m.predict, m.loss_weight, m.loss_reduction)
+
     def training_loss(self, batch_size: int) -> Tensor:
         x0, x1 = self.draw_pairs(batch_size)
-        eps = self.method.t_epsilon
-        t = eps + (1 - 2 * eps) * torch.rand(batch_size, device=self.device)
-        return sum(
-            bridge_matching_loss(self.networks[NETWORK_NAME[d]], self.process, x0, x1, t, d, self.method.loss_reduction)
-            for d in self.directions
-        )
+        t = self.sample_t(batch_size)
+        return sum(self.direction_loss(d, x0, x1, t) for d in self.directions)
+
+    def predictor(self, direction: Direction, network: Network | None = None, cond: Tensor | None = None) -> Predictor:
+        """The network of `direction` (or `network`, e.g. a frozen teacher) seen through the process."""
+        if network is None:
+            if direction not in self.directions:
+                raise ValueError(f"this run trained the directions {list(self.directions)}, not {direction!r}")
+            network = self.networks[NETWORK_NAME[direction]]
+        return Predictor(network, self.process, direction, self.method.predict, cond)
 
     def sample(
-        self, direction: Direction, x_start: Tensor, steps: int | None = None, return_path: bool = False
+        self, direction: Direction, x_start: Tensor, steps: int | None = None, return_path: bool = False,
+        record: bool = False, cond: Tensor | None = None, callback: Callback | None = None,
     ) -> Trajectory:
-        if direction not in self.directions:
-            raise ValueError(f"this run trained the directions {list(self.directions)}, not {direction!r}")
-        sampler = self.sampler
-        if steps is not None:
-            sampler = copy.copy(sampler)
-            sampler.steps = steps
-        grid = self.process.time_grid(sampler.steps, direction, device=self.device)
-        net = self.networks[NETWORK_NAME[direction]]
-        return sampler.sample(lambda x, t: net(x, t), x_start.to(self.device), grid, self.process, return_path)
+        grid = self.sampler.time_grid(self.process, direction, steps, device=self.device)
+        cond = cond.to(self.device) if cond is not None else None
+        return self.sampler.sample(self.predictor(direction, cond=cond), x_start.to(self.device), grid,
+                                   callback=callback, return_path=return_path, record=record)
 
     def evaluate(self) -> dict[str, Any]:
-        return evaluate_translation(self, sigma=self.method.sigma)
+        return evaluate_translation(self)

@@ -40,7 +40,7 @@ from sbcore.launch.signals import REQUEUE_SIGNALS, Preempted, StopRequest, reque
 from sbcore.network.base import Network
 from sbcore.process.base import Direction
 from sbcore.run import Run
-from sbcore.sampler.base import Trajectory
+from sbcore.sampler.base import Callback, Trajectory
 from sbcore.seeding import derive_seeds
 from sbcore.train.ema import EMA
 
@@ -97,9 +97,12 @@ class Trainer(ABC):
 
     @abstractmethod
     def sample(
-        self, direction: Direction, x_start: Tensor, steps: int | None = None, return_path: bool = False
+        self, direction: Direction, x_start: Tensor, steps: int | None = None, return_path: bool = False,
+        record: bool = False, cond: Tensor | None = None, callback: Callback | None = None,
     ) -> Trajectory:
-        """Integrate the learned process from `x_start` with the current weights."""
+        """Integrate the learned process from `x_start` with the current weights: `steps` overrides the
+        sampler's, `record` keeps each step's predicted end, `cond` goes to the network, `callback`
+        runs after every step (`sbcore.sampler.base.Callback`)."""
 
     def extra_state(self) -> dict[str, Any]:
         """Method state that must survive a resume (e.g. a coupling cache)."""

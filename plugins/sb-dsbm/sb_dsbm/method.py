@@ -32,7 +32,7 @@ from torch import Tensor
 
 from sb_dsbm.metrics import path_metrics
 from sb_dsbm.schedule import Schedule, Stage
-from sbcore.bridge_matching import NETWORK_NAME, BridgeMatching, bridge_matching_loss
+from sbcore.train.bridge_matching import NETWORK_NAME, BridgeMatching, bridge_matching_loss
 from sbcore.config import CouplingSpec
 from sbcore.coupling.base import Coupling, Pair
 from sbcore.coupling.model import ModelCoupling

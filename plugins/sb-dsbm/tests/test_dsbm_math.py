@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 from sb_dsbm.method import DSBM, ReferenceCoupling, dsbm_loss
 
-from sbcore.bridge_matching import NETWORK_NAME
+from sbcore.train.bridge_matching import NETWORK_NAME
 from sbcore.config import structure_config
 from sbcore.coupling.model import ModelCoupling
 from sbcore.io import checkpoint as ckpt

@@ -1,0 +1,121 @@
+"""DDIM with eta = 0 on any deterministic Gaussian path (c(t) = 0), in both directions.
+
+On a path x_t = a(t) x_0 + b(t) x_1 (VP diffusion with x_1 = eps, the sigma = 0 bridge) one network
+output at (x, t) fixes both ends: the direction's end from the prediction and the other end from the
+path relation. DDIM (Song et al. 2021, "Denoising Diffusion Implicit Models", eq. (12) with sigma_t = 0)
+re-draws x at the next time from these two estimates,
+
+    x_{t1} = a(t1) x0_hat + b(t1) x1_hat,
+
+which, written with y = x / E(t) and rho = S(t) / E(t) (E, S the coefficients of the direction's end
+and start sides), is Euler's method on the probability-flow ODE dy/drho = start_hat (Song et al. 2021,
+eq. (14); Karras et al. 2022, Sec. 3). Backward on VP this decodes latents into data, forward it
+encodes data into latents (DDIB, Su et al. 2023, Sec. 3.1).
+
+``reference_compat`` reproduces guided-diffusion's DDIM loops as DDIB runs them: ``steps`` = S training
+times picked by `space_indices(grid_size, S)` (timestep respacing), S network evaluations, and the last
+one *lands on the predicted end* instead of the path's marginal at the last time: decoding returns
+x0_hat (abar_{-1} = 1), encoding returns the last eps_hat (abar_next[T-1] = 0). The time grid repeats
+its last time to make room for that landing step.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+import torch
+from torch import Tensor
+
+from sbcore.process.base import ReferenceProcess, expand_t
+from sbcore.sampler.base import Estimate, FixedGridSampler, Predictor, Trajectory
+
+
+def side_coefficients(process: ReferenceProcess, t: Tensor, direction: str) -> tuple[Tensor, Tensor]:
+    """(S, E): x_t = S * start + E * end on a deterministic path, for the direction's start and end sides."""
+    a, b, _ = process.coefficients(t)
+    return (a, b) if direction == "forward" else (b, a)
+
+
+def both_ends(estimate: Estimate) -> tuple[Tensor, Tensor]:
+    """(start_hat, end_hat) implied by one network output: the end from the prediction, the start
+    from x = S start + E end."""
+    p, x = estimate.predictor, estimate.x
+    end = estimate.endpoint
+    s, e = side_coefficients(p.process, estimate.t, p.direction)
+    return (x - expand_t(e, x) * end) / expand_t(s, x), end
+
+
+class DeterministicPathSampler(FixedGridSampler):
+    """Shared grid, landing rule and checks of the samplers that re-draw x from both predicted ends."""
+
+    def __init__(self, steps: int = 100, grid: Literal["uniform", "respaced"] = "uniform",
+                 grid_size: int | None = None, reference_compat: bool = False) -> None:
+        if reference_compat and steps < 2:
+            raise ValueError(f"steps must be >= 2 with reference_compat (S training times), got {steps}")
+        super().__init__(steps - 1 if reference_compat else steps, grid, grid_size)
+        self.steps, self.reference_compat = steps, reference_compat
+
+    def time_grid(self, process: ReferenceProcess, direction: str, steps: int | None = None, **like) -> Tensor:
+        """reference_compat: the `steps` picked training times, then the last one again (the landing step)."""
+        if not self.reference_compat:
+            return super().time_grid(process, direction, steps, **like)
+        grid = super().time_grid(process, direction, (steps or self.steps) - 1, **like)
+        return torch.cat([grid, grid[-1:]])
+
+    def evaluations(self, intervals: int) -> int:
+        """Network evaluations over a grid of `intervals` steps (the landing step costs one)."""
+        if self.reference_compat:
+            return self.evals_per_step * (intervals - 1) + 1
+        return self.evals_per_step * intervals
+
+    def nfe(self, steps: int | None = None) -> int:
+        return self.evaluations(steps or self.steps)
+
+    def land(self, model: Predictor, x: Tensor, t0: Tensor) -> tuple[Tensor, Estimate]:
+        """guided-diffusion's last step: the predicted end itself (x0_hat decoding, eps_hat encoding)."""
+        estimate = model(x, t0)
+        return estimate.endpoint, estimate
+
+    def sample(self, model, x_start, grid, *, callback=None, return_path=False, record=False) -> Trajectory:
+        c = model.process.coefficients(grid.to(x_start))[2]
+        if (c != 0).any():
+            raise ValueError(f"sampler {type(self).__name__} needs a deterministic path (c(t) = 0); "
+                             f"{model.process!r} has c(t) up to {float(c.abs().max()):.3g}")
+        trajectory = super().sample(model, x_start, grid, callback=callback, return_path=return_path, record=record)
+        return attrs.evolve(trajectory, nfe=self.evaluations(len(grid) - 1))
+
+
+class DDIM(DeterministicPathSampler):
+    """DDIM, eta = 0: x_{t1} = S(t1) start_hat + E(t1) end_hat from one evaluation at (x, t0)."""
+
+    def step(self, model, x, t0, t1, dt, last):
+        if last and self.reference_compat:
+            return self.land(model, x, t0)
+        estimate = model(x, t0)
+        start, end = both_ends(estimate)
+        s1, e1 = side_coefficients(model.process, t1, model.direction)
+        return expand_t(s1, x) * start + expand_t(e1, x) * end, estimate
+
+
+class DDIMHeun(DeterministicPathSampler):
+    """Heun's second-order method on DDIM's ODE dy/drho = start_hat (Karras et al. 2022, Algorithm 1,
+    there with sigma = rho): a DDIM step, a second evaluation at its result, and the trapezoidal
+    correction E(t1) (rho1 - rho0) (start_hat1 - start_hat0) / 2. Where the start rho0 is infinite
+    (E(t0) = 0, e.g. the sigma = 0 bridge at its start) the step stays first order.
+    """
+
+    evals_per_step = 2
+
+    def step(self, model, x, t0, t1, dt, last):
+        if last and self.reference_compat:
+            return self.land(model, x, t0)
+        first = model(x, t0)
+        start0, end0 = both_ends(first)
+        s0, e0 = side_coefficients(model.process, t0, model.direction)
+        s1, e1 = side_coefficients(model.process, t1, model.direction)
+        s0, e0, s1, e1 = (expand_t(v, x) for v in (s0, e0, s1, e1))
+        euler = s1 * start0 + e1 * end0
+        start1, _ = both_ends(model(euler, t1))
+        weight = torch.where(e0 > 0, s1 - e1 * s0 / torch.where(e0 > 0, e0, torch.ones_like(e0)), torch.zeros_like(e0))
+        return euler + weight * (start1 - start0) / 2, first
