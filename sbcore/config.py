@@ -178,6 +178,8 @@ class TrainConfig:
     keep_checkpoints: int = attrs.field(default=3, validator=_positive)
     eval_samples: int = attrs.field(default=2000, validator=_positive)
     progress: bool = True
+    #: a NaN/inf loss or gradient: ``stop`` the run (exit 1, no checkpoint of the bad step) or ``skip`` the step.
+    nonfinite: Literal["stop", "skip"] = "stop"
 
     def __attrs_post_init__(self) -> None:
         if self.batch_size % self.grad_accum:
@@ -208,6 +210,8 @@ class TensorBoardLogConfig:
 class LogConfig:
     console: bool = True
     jsonl: bool = True
+    #: a logger or lifecycle hook that raises stops the run (true) or is reported and disabled (false).
+    strict: bool = False
     neptune: NeptuneLogConfig = attrs.field(factory=NeptuneLogConfig)
     tensorboard: TensorBoardLogConfig = attrs.field(factory=TensorBoardLogConfig)
 
@@ -262,7 +266,8 @@ class Config:
     name: str = ""
     seed: int = 0
     out: str = "runs"
-    resume: bool = False
+    #: continue from the newest checkpoint; ``force`` also accepts a changed network/method/process/data.
+    resume: bool | Literal["force"] = False
     process: ProcessSpec = attrs.field(factory=default_process)
     network: NetworkSpec = attrs.field(factory=default_network)
     train: TrainConfig = attrs.field(factory=TrainConfig)
