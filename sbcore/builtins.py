@@ -11,8 +11,10 @@ from sbcore.network.mlp import MLP
 from sbcore.network.unet import UNet
 from sbcore.process.brownian import BrownianBridge
 from sbcore.process.scheduled import ScheduledBridge
+from sbcore.process.spectral import SpectralProcess
 from sbcore.process.vp import VPDiffusion
 from sbcore.registry import Registry
+from sbcore.sampler.exponential import ExponentialIntegrator
 from sbcore.sampler.integrators import EulerMaruyama, EulerODE, HeunODE
 from sbcore.train.bridge_matching import BridgeMatching
 
@@ -23,6 +25,7 @@ def sbcore_register(registry: Registry) -> None:
     registry.add("process", "brownian", BrownianBridge)
     registry.add("process", "scheduled", ScheduledBridge)
     registry.add("process", "vp", VPDiffusion)
+    registry.add("process", "spectral", SpectralProcess)
     registry.add("coupling", "independent", IndependentCoupling)
     registry.add("coupling", "paired", PairedCoupling)
     registry.add("coupling", "exact_ot", ExactOTCoupling)
@@ -32,5 +35,6 @@ def sbcore_register(registry: Registry) -> None:
     registry.add("sampler", "euler_maruyama", EulerMaruyama)
     registry.add("sampler", "euler", EulerODE)
     registry.add("sampler", "heun", HeunODE)
+    registry.add("sampler", "exponential", ExponentialIntegrator)
     registry.add("dataset", "gaussian", GaussianSource)
     registry.add("dataset", "toy2d", Toy2D)

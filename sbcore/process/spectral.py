@@ -92,7 +92,8 @@ class SpectralProcess(ReferenceProcess):
         if spectrum not in ("pixel", "physical"):
             raise ValueError(f"spectrum: expected 'pixel' or 'physical', got {spectrum!r}")
         if spectrum == "physical" and (reference_size is None or reference_size < 1):
-            raise ValueError(f"reference_size: the physical spectrum needs the grid size it is defined at, got {reference_size}")
+            raise ValueError("reference_size: the physical spectrum needs the grid size it is defined at, "
+                             f"got {reference_size}")
         if not sigma > 0 or not shift >= 0 or not q_exponent >= 0:
             raise ValueError(f"need sigma > 0, shift >= 0, q_exponent >= 0; got sigma={sigma}, shift={shift}, "
                              f"q_exponent={q_exponent}")
@@ -156,7 +157,9 @@ class SpectralProcess(ReferenceProcess):
         c1 = v_in * ou_decay(a, 1 - t) / total
         return c0, c1, s * torch.sqrt((v_in * v_out / total).clamp_min(0))
 
-    def drift_coefficients(self, t: Tensor, direction: Direction, shape: tuple[int, ...] | None = None) -> tuple[Tensor, Tensor]:
+    def drift_coefficients(
+        self, t: Tensor, direction: Direction, shape: tuple[int, ...] | None = None
+    ) -> tuple[Tensor, Tensor]:
         """(u, w): the bridge drift towards the end is u * end + w * x per mode (s_k cancels)."""
         check_direction(direction)
         t, a, _ = self._grid(t, shape)
@@ -164,7 +167,9 @@ class SpectralProcess(ReferenceProcess):
         e, v = ou_decay(a, left), ou_variance(a, left)
         return e / v, -a - e * e / v
 
-    def eps_coefficients(self, t: Tensor, direction: Direction, shape: tuple[int, ...] | None = None) -> tuple[Tensor, Tensor]:
+    def eps_coefficients(
+        self, t: Tensor, direction: Direction, shape: tuple[int, ...] | None = None
+    ) -> tuple[Tensor, Tensor]:
         """(p, q): end = p x_t + q eps, the reference's transition from x_t to the end (Brownian's sign)."""
         check_direction(direction)
         t, a, s = self._grid(t, shape)
@@ -174,7 +179,8 @@ class SpectralProcess(ReferenceProcess):
     def diffusion(self, t: Tensor) -> Tensor:
         """1: the per-mode noise scale s_k is carried by `noise_like`."""
         t = torch.as_tensor(t)
-        return torch.ones(t.shape, dtype=t.dtype if t.is_floating_point() else torch.get_default_dtype(), device=t.device)
+        dtype = t.dtype if t.is_floating_point() else torch.get_default_dtype()
+        return torch.ones(t.shape, dtype=dtype, device=t.device)
 
     # ---- in the DCT domain ---------------------------------------------------------------------
 
