@@ -18,6 +18,8 @@ torch.set_num_threads(1)
 CASES = {
     "mlp-2d": (MLP, dict(shape=(2,), hidden=32, layers=2, time_dim=16)),
     "mlp-image": (MLP, dict(shape=(1, 5, 5), hidden=24, layers=3, time_dim=9)),
+    "mlp-raw-t": (MLP, dict(shape=(3,), hidden=16, layers=2, time_embedding="raw")),
+    "mlp-fourier-t": (MLP, dict(shape=(3,), hidden=16, layers=2, time_dim=8, time_embedding="fourier", time_scale=4.0)),
     "unet-28": (UNet, dict(shape=(1, 28, 28), channels=8, channel_mults=(1, 2), groups=4)),
     "unet-attn-dropout": (
         UNet,
@@ -253,3 +255,11 @@ def test_unet_parameter_counts_for_the_paper_and_cpu_configurations() -> None:
     cpu16 = count(UNet((1, 28, 28), channels=16))
     assert 0.24 < cpu16 / cpu32 < 0.27
     print(f"UNet parameters: paper config {paper:,}, channels=32 {cpu32:,}, channels=16 {cpu16:,}")
+
+
+def test_mlp_time_embedding_sets_the_input_width_and_rejects_unknown_kinds() -> None:
+    # raw t adds one input feature (DSBM's Gaussian network); the embeddings add time_dim features
+    assert MLP((4,), hidden=8, layers=1, time_embedding="raw").net[0].in_features == 5
+    assert MLP((4,), hidden=8, layers=1, time_dim=6, time_embedding="fourier").net[0].in_features == 10
+    with pytest.raises(ValueError, match="time_embedding must be one of raw, sinusoidal, fourier, got 'rff'"):
+        MLP((4,), time_embedding="rff")

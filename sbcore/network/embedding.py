@@ -52,3 +52,46 @@ class TimeEmbedding(nn.Module):
     def forward(self, t: Tensor) -> Tensor:
         emb = sinusoidal_embedding(t, self.dim, self.scale)
         return self.mlp(emb.to(self.mlp[0].weight.dtype))
+
+
+class FourierTimeEmbedding(nn.Module):
+    """Learned Fourier features [cos 2 pi B t, sin 2 pi B t] with trainable B ~ N(0, scale^2), then
+    Linear-SiLU-Linear (Tancik et al. 2020, Sec. 3; Song et al. 2021's Gaussian Fourier projection)."""
+
+    def __init__(self, dim: int, out_dim: int, scale: float = 16.0) -> None:
+        super().__init__()
+        if dim < 2 or dim % 2:
+            raise ValueError(f"Fourier time embedding dim must be even and >= 2, got {dim}")
+        self.freqs = nn.Parameter(scale * torch.randn(dim // 2))
+        self.mlp = nn.Sequential(nn.Linear(dim, out_dim), nn.SiLU(), nn.Linear(out_dim, out_dim))
+
+    def forward(self, t: Tensor) -> Tensor:
+        args = 2 * math.pi * t[:, None].to(self.freqs.dtype) * self.freqs[None, :]
+        return self.mlp(torch.cat([torch.cos(args), torch.sin(args)], dim=-1))
+
+
+class RawTime(nn.Module):
+    """t itself as one input feature, as DSBM's Gaussian-benchmark network concatenates it to x."""
+
+    def forward(self, t: Tensor) -> Tensor:
+        return t[:, None]
+
+
+#: time conditioning of the vector networks: name -> (module factory(dim, scale), feature width(dim)).
+TIME_EMBEDDINGS = ("raw", "sinusoidal", "fourier")
+
+
+def time_embedding(kind: str, dim: int, scale: float | None = None) -> tuple[nn.Module, int]:
+    """A time-conditioning module and the width of its output.
+
+    raw: t (width 1); sinusoidal: `TimeEmbedding` (scale default 1000); fourier: `FourierTimeEmbedding`
+    (frequency std default 16). Which is best depends on the problem: measure it (benchmarks/).
+    """
+    if kind == "raw":
+        return RawTime(), 1
+    if kind == "sinusoidal":
+        return TimeEmbedding(dim, dim, 1000.0 if scale is None else scale), dim
+    if kind == "fourier":
+        return FourierTimeEmbedding(dim, dim, 16.0 if scale is None else scale), dim
+    raise ValueError(f"time_embedding must be one of {', '.join(TIME_EMBEDDINGS)}, got {kind!r}")
+

@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from sbcore.network.base import Network
-from sbcore.network.embedding import TimeEmbedding, time_like
+from sbcore.network.embedding import time_embedding as _time_embedding
+from sbcore.network.embedding import time_like
 
 
 class MLP(Network):
     """[flatten(x), emb(t)] -> `layers` x (Linear(hidden), SiLU) -> Linear -> reshape to x's shape.
 
     Works for any `shape` because it flattens. t enters only through the input concatenation,
-    which is enough for low-dimensional data.
+    which is enough for low-dimensional data. `time_embedding` chooses how (`raw` t as DSBM's
+    Gaussian network, `sinusoidal` or learned `fourier` features; `time_scale` their frequency scale).
     """
 
-    def __init__(self, shape: tuple[int, ...], hidden: int = 256, layers: int = 3, time_dim: int = 64) -> None:
+    def __init__(
+        self, shape: tuple[int, ...], hidden: int = 256, layers: int = 3, time_dim: int = 64,
+        time_embedding: Literal["raw", "sinusoidal", "fourier"] = "sinusoidal", time_scale: float | None = None,
+    ) -> None:
         super().__init__()
         for name, value, low in (("hidden", hidden, 1), ("layers", layers, 1), ("time_dim", time_dim, 2)):
             if value < low:
@@ -28,8 +33,8 @@ class MLP(Network):
             raise ValueError(f"MLP shape must be a non-empty tuple of positive sizes, got {shape}")
         self.shape = tuple(int(s) for s in shape)
         dim = math.prod(self.shape)
-        self.time = TimeEmbedding(time_dim, time_dim)
-        width, blocks = dim + time_dim, []
+        self.time, time_width = _time_embedding(time_embedding, time_dim, time_scale)
+        width, blocks = dim + time_width, []
         for _ in range(layers):
             blocks += [nn.Linear(width, hidden), nn.SiLU()]
             width = hidden
