@@ -1,0 +1,18 @@
+"""Hook implementations: the `i2sb` process and sampler and the `corruption` component kind."""
+
+from __future__ import annotations
+
+from sb_i2sb.corruption import OPERATORS
+from sb_i2sb.process import I2SBBridge
+from sb_i2sb.sampler import I2SBPosterior
+from sbcore import hookimpl
+from sbcore.registry import Registry
+
+
+@hookimpl
+def sbcore_register(registry: Registry) -> None:
+    registry.add_kind("corruption", "a degradation operator making (clean, degraded) pairs (sb_i2sb.corruption)")
+    registry.add("process", "i2sb", I2SBBridge)
+    registry.add("sampler", "i2sb", I2SBPosterior)
+    for name, operator in OPERATORS.items():
+        registry.add("corruption", name, operator)
