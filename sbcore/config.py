@@ -141,14 +141,15 @@ def schema_for(component: type) -> type:
 
 @attrs.frozen
 class DataConfig:
-    """Either two unpaired sides `x0` and `x1`, or one `pairs` source for paired data."""
+    """Either two unpaired sides `x0` and `x1`, or one `pairs` source for paired data; `x0` alone for a
+    method that makes x1 from it (I2SB's corruption operators)."""
 
     x0: DataSource | None = None
     x1: DataSource | None = None
     pairs: DataSource | None = None
 
     def __attrs_post_init__(self) -> None:
-        if self.pairs is None and (self.x0 is None or self.x1 is None):
+        if self.pairs is None and self.x0 is None:
             raise ValueError("give both data.x0 and data.x1, or data.pairs")
         if self.pairs is not None and (self.x0 is not None or self.x1 is not None):
             raise ValueError("give data.pairs or data.x0/data.x1, not both")
