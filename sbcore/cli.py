@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 from sbcore import __version__
 from sbcore.config import ConfigError, merge, parse_overrides, read_yaml_file, structure_config
-from sbcore.io.files import atomic_write
 from sbcore.plugins import Plugins, get_plugins
 from sbcore.registry import UnknownComponentError
 
@@ -62,26 +59,9 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from sbcore.sample import sample_from_run
+    from sbcore.sample import sample_command
 
-    opts = dict(a.split("=", 1) for a in args.items if "=" in a)
-    unknown = set(opts) - {"run", "n", "out", "direction", "steps", "path", "seed", "checkpoint"}
-    if unknown or "run" not in opts:
-        raise ConfigError([f"usage: sbcore sample run=DIR [n=N] [out=FILE.npz] [direction=forward|backward] "
-                           f"[steps=K] [path=true] [seed=S]; unknown: {sorted(unknown)}"])
-    result = sample_from_run(
-        Path(opts["run"]), n=int(opts.get("n", 1000)), direction=opts.get("direction", "forward"),
-        steps=int(opts["steps"]) if "steps" in opts else None, keep_path=opts.get("path", "false") == "true",
-        seed=int(opts.get("seed", 0)),
-    )
-    out = Path(opts.get("out", Path(opts["run"]) / f"samples_{opts.get('direction', 'forward')}.npz"))
-    arrays = {"x0": result.x0, "x1": result.x1, "nfe": np.array(result.nfe)}
-    if result.path is not None:
-        arrays["path"] = result.path
-    atomic_write(out, lambda tmp: np.savez(tmp, **arrays))
-    print(f"wrote {out}: x0 {result.x0.shape}, x1 {result.x1.shape}, nfe {result.nfe}"
-          + (f", path {result.path.shape}" if result.path is not None else ""))
-    return 0
+    return sample_command(args.items)
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
@@ -107,7 +87,8 @@ def build_parser(plugins: Plugins | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, fn, helptext in [
         ("run", cmd_run, f"train a method: {USAGE_RUN}"),
-        ("sample", cmd_sample, "sample a trained run: sbcore sample run=DIR n=N out=FILE.npz"),
+        ("sample", cmd_sample, "sample a trained run or translate your inputs: "
+                               "sbcore sample run=DIR (n=N | input=FILE_OR_FOLDER) out=FILE.npz"),
         ("config", cmd_config, "print the full default config: sbcore config plugin=NAME"),
         ("plugins", cmd_plugins, "list plugins, their hooks and components"),
     ]:

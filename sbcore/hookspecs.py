@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     import argparse
     from pathlib import Path
 
+    from sbcore.metrics.translation import Evaluation
     from sbcore.registry import Registry
     from sbcore.run import Run
 
@@ -52,6 +53,17 @@ def sbcore_add_commands(subparsers: argparse._SubParsersAction) -> None:
     """
 
 
+@hookspec
+def sbcore_sample_options(run: Run) -> dict[str, tuple[type, str]] | None:
+    """Extra ``key=value`` options of ``sbcore sample`` for a run of this plugin's method.
+
+    Return ``{name: (type, help)}`` (e.g. ``{"resolution": (int, "output grid size")}``) when
+    ``run.config.plugin`` is one of this plugin's methods, else None. ``sbcore sample`` parses the
+    given values with ``type`` (``bool`` accepts true/false), rejects unknown options listing the valid
+    ones, and passes those given to the trainer's ``sample`` as keyword arguments.
+    """
+
+
 # --------------------------------------------------------------------------------------------
 # Run lifecycle: called by the Trainer, on the main process only (rank 0 under DDP).
 # --------------------------------------------------------------------------------------------
@@ -68,11 +80,15 @@ def sbcore_step_end(run: Run, step: int, metrics: dict[str, float]) -> None:
 
 
 @hookspec
-def sbcore_evaluate(run: Run, samples: dict[str, Any]) -> dict[str, float] | None:
-    """Compute metrics on generated samples; the dicts of all plugins are merged.
+def sbcore_evaluate(run: Run, evaluation: Evaluation) -> dict[str, float] | None:
+    """Compute metrics on an evaluation's samples; the dicts of all plugins are merged into its metrics.
 
-    ``samples`` maps names (e.g. ``"forward"``, ``"backward"``) to Trajectory objects and
-    ``"x0"``/``"x1"`` to data batches. Return None to contribute nothing.
+    ``evaluation.step`` is the step evaluated, ``evaluation.metrics`` what the method computed, and
+    ``evaluation.translations`` maps each trained direction (``"forward"``: x0 -> x1, ``"backward"``:
+    x1 -> x0) to a `sbcore.metrics.translation.Translation` whose row-aligned CPU tensors are
+    ``inputs`` (start side), ``outputs`` (a Trajectory: ``x``, ``path`` or None, ``nfe``), ``data``
+    (independent draws of the end side) and ``partner`` (each input's true partner, None unless the data
+    is paired). Return None to contribute nothing.
     """
 
 

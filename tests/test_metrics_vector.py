@@ -12,7 +12,9 @@ import torch
 from sbcore.config import ConfigError
 from sbcore.metrics.evaluate import build_metrics, evaluate_samples
 from sbcore.metrics.gaussian import bw2
+from sbcore.metrics.translation import Translation
 from sbcore.metrics.vector import W2, energy_distance, mmd2_rbf, sliced_wasserstein2, wasserstein2
+from sbcore.sampler.base import Trajectory
 
 
 def gen(seed: int) -> torch.Generator:
@@ -103,10 +105,12 @@ def test_registered_metrics_and_spec_validation(plugins):
 def test_evaluate_samples_names_keys_by_direction(plugins):
     x0 = torch.randn(200, 2, generator=gen(14))
     x1 = torch.randn(200, 2, generator=gen(15)) + 3
-    samples = {"forward": x0 + 3, "x0": x0, "x1_data": x1}
+    out = Trajectory(x0 + 3, None, 1)
+    translations = {"forward": Translation("forward", x0, out, x1, None),
+                    "backward": Translation("backward", x1, Trajectory(x1 - 3, None, 1), x0, x1 - 3)}
     metrics = build_metrics(["w2", "msd", "psnr"], plugins.registry)
-    values, skipped = evaluate_samples(samples, metrics, gen(0))
-    assert set(values) == {"forward/w2", "forward/msd"}
-    assert values["forward/msd"] == pytest.approx(9.0)
-    assert skipped == {"forward/psnr": "needs images (B, C, H, W)"}
+    values, skipped = evaluate_samples(translations, metrics, gen(0))
+    assert set(values) == {"forward/w2", "forward/msd", "backward/w2", "backward/msd"}
+    assert values["forward/msd"] == pytest.approx(9.0) and values["backward/msd"] == pytest.approx(9.0)
+    assert skipped == {"forward/psnr": "needs images (B, C, H, W)", "backward/psnr": "needs images (B, C, H, W)"}
     assert np.isfinite(values["forward/w2"]) and values["forward/w2"] < 0.5

@@ -17,7 +17,9 @@ from sbcore.cli import build_parser
 from sbcore.config import ConfigError, merge, parse_overrides, structure_config
 from sbcore.launch.local import run_local
 from sbcore.metrics.plugin import sbcore_evaluate, sbcore_run_start
+from sbcore.metrics.translation import Evaluation, Translation
 from sbcore.report import latest_pictures, write_report
+from sbcore.sampler.base import Trajectory
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -94,11 +96,12 @@ def test_evaluate_hook_computes_the_configured_metrics(plugins):
     run = SimpleNamespace(config=SimpleNamespace(seed=0, eval=SimpleNamespace(metrics=["msd", "ssim"])),
                           registry=plugins.registry, echo=lines.append)
     x0 = torch.zeros(8, 2)
-    values = sbcore_evaluate(run=run, samples={"forward": SimpleNamespace(x=x0 + 1), "x0": x0, "x1_data": x0})
+    forward = Translation("forward", x0, Trajectory(x0 + 1, None, 1), x0, None)
+    values = sbcore_evaluate(run=run, evaluation=Evaluation(4, {}, {"forward": forward}))
     assert values == {"forward/msd": pytest.approx(1.0)}
     assert lines == ["metric forward/ssim skipped: needs images (B, C, H, W)"]
     run.config.eval.metrics = []
-    assert sbcore_evaluate(run=run, samples={}) is None
+    assert sbcore_evaluate(run=run, evaluation=Evaluation(4, {}, {"forward": forward})) is None
     run.config.eval.metrics = ["msd", "w3"]  # checked when the run starts, not at its first evaluation
     with pytest.raises(ConfigError, match="unknown metric 'w3'"):
         sbcore_run_start(run=run)

@@ -58,12 +58,14 @@ def scatter_2d(
     path: str | os.PathLike[str],
     *,
     source: ArrayLike,
-    target: ArrayLike,
+    target: ArrayLike | None = None,
     generated: ArrayLike | None = None,
     title: str = "",
 ) -> Path:
-    """Source, target and (optionally) generated 2-D point clouds in three colours, equal aspect."""
-    clouds = {"source": _points(source, "source"), "target": _points(target, "target")}
+    """Source, (optionally) target and generated 2-D point clouds in three colours, equal aspect."""
+    clouds = {"source": _points(source, "source")}
+    if target is not None:
+        clouds["target"] = _points(target, "target")
     if generated is not None:
         clouds["generated"] = _points(generated, "generated")
     fig = _new_figure(5, 5)
@@ -116,6 +118,22 @@ def image_grid(path: str | os.PathLike[str], images: Tensor, nrow: int = 8) -> P
     batch = _image_batch(images, "images")
     return atomic_write(
         path, lambda tmp: save_image(batch, tmp, nrow=nrow, normalize=True, value_range=(-1, 1), format="png")
+    )
+
+
+def before_after_grid(path: str | os.PathLike[str], before: Tensor, after: Tensor, nrow: int = 8,
+                      rows: int = 4) -> Path:
+    """Inputs and their translations, (B, C, H, W) in [-1, 1]: each row of (at most) `nrow` inputs above
+    the row of their outputs, for the first `rows` * `nrow` pairs (whole rows only)."""
+    first, second = _image_batch(before, "before"), _image_batch(after, "after")
+    if first.shape != second.shape:
+        raise ValueError(f"before and after: expected the same shape, got {tuple(first.shape)} and "
+                         f"{tuple(second.shape)}")
+    width = min(len(first), nrow)
+    n = min(len(first), rows * nrow) // width * width  # whole rows only, so each output sits under its input
+    grid = torch.cat([torch.cat([first[i : i + width], second[i : i + width]]) for i in range(0, n, width)])
+    return atomic_write(
+        path, lambda tmp: save_image(grid, tmp, nrow=width, normalize=True, value_range=(-1, 1), format="png")
     )
 
 

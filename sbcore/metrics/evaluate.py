@@ -1,9 +1,7 @@
-"""Apply named metrics to a run's samples: during training (the `sbcore_evaluate` hook) and after it
-(`sbcore eval run=DIR`, which writes ``eval.json`` with everything needed to reproduce the numbers).
-
-Samples follow the `sbcore_evaluate` convention: ``samples[direction]`` is a Trajectory (or a tensor)
-of generated outputs, ``samples[start]`` its inputs, ``samples[f"{end}_data"]`` real data of the side
-it ends on and, for paired data, ``samples[f"{end}_paired"]`` the true partner of each input.
+"""Apply named metrics to a run's translations (`sbcore.metrics.translation.Translation`): during
+training (the `sbcore_evaluate` hook) and after it (`sbcore eval run=DIR`, which writes ``eval.json``
+with everything needed to reproduce the numbers). Both sample through `translate`, so `sbcore eval`
+with the run's seed and ``n = train.eval_samples`` gives the values of the run's final evaluation.
 """
 
 from __future__ import annotations
@@ -17,17 +15,14 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from tqdm import tqdm
 
 from sbcore import __version__
 from sbcore.config import ConfigError, error_lines, load_yaml, make_converter, schema_for
 from sbcore.io.plots import atomic_write
 from sbcore.metrics.base import Metric
+from sbcore.metrics.translation import CHUNK, Translation, metric_generator, translate
 from sbcore.registry import Registry
-from sbcore.seeding import derive_seeds
 
-#: direction -> (the side it starts from, the side it ends on).
-ENDS = {"forward": ("x0", "x1"), "backward": ("x1", "x0")}
 VECTOR_DEFAULTS = ("w2", "sliced_w2", "mmd", "energy", "gaussian_w2")
 IMAGE_DEFAULTS = ("msd", "sliced_w2", "mmd")
 DIGIT_DEFAULTS = ("feature_distance", "domain_accuracy")
@@ -91,27 +86,28 @@ def default_metrics(shape: tuple[int, ...], paired: bool) -> list[str]:
     return names + list(PAIRED_DEFAULTS if paired else ())
 
 
+def paired_defaults(translations: Mapping[str, Translation]) -> list[str]:
+    """PSNR/SSIM when some direction translated images that have a true partner (paired data)."""
+    paired = any(tr.partner is not None and tr.inputs.ndim == 4 for tr in translations.values())
+    return list(PAIRED_DEFAULTS) if paired else []
+
+
 def evaluate_samples(
-    samples: Mapping[str, Any], metrics: Mapping[str, Metric], generator: torch.Generator
+    translations: Mapping[str, Translation], metrics: Mapping[str, Metric], generator: torch.Generator
 ) -> tuple[dict[str, float], dict[str, str]]:
     """({"direction/name": value}, {"direction/name": why it was skipped})."""
     values: dict[str, float] = {}
     skipped: dict[str, str] = {}
-    for direction, (start, end) in ENDS.items():
-        if direction not in samples:
-            continue
-        out = samples[direction]
-        generated: Tensor = (out.x if hasattr(out, "x") else out).detach().float().cpu()
-        references = {"source": samples.get(start), "target": samples.get(f"{end}_data"),
-                      "paired": samples.get(f"{end}_paired")}
+    for direction, tr in translations.items():
+        generated: Tensor = tr.outputs.x.detach().float().cpu()
+        references = {"source": tr.inputs, "target": tr.data, "paired": tr.partner}
         for name, metric in metrics.items():
             key = f"{direction}/{name}"
             reference = references[metric.reference]
             if metric.images_only and generated.ndim != 4:
                 skipped[key] = "needs images (B, C, H, W)"
             elif reference is None:
-                skipped[key] = {"paired": "needs paired data", "source": "no inputs given",
-                                "target": f"no {end} data given"}[metric.reference]
+                skipped[key] = "needs paired data"
             else:
                 result = metric(generated, reference.detach().float().cpu(), generator)
                 if isinstance(result, Mapping):
@@ -121,19 +117,6 @@ def evaluate_samples(
     return values, skipped
 
 
-def _sample_in_chunks(
-    trainer: Any, direction: str, x_start: Tensor, steps: int | None, chunk: int
-) -> tuple[Tensor, int]:
-    outs, nfe = [], 0
-    parts = x_start.split(chunk)
-    with torch.no_grad():
-        for part in tqdm(parts, desc=f"sampling {direction}", unit="batch", leave=False, disable=len(parts) < 2):
-            traj = trainer.sample(direction, part, steps=steps)
-            outs.append(traj.x.float().cpu())
-            nfe = traj.nfe
-    return torch.cat(outs), nfe
-
-
 def _json_safe(values: dict[str, float]) -> dict[str, float | str]:
     """Strict JSON has no inf/nan (PSNR of identical images is inf): write those as strings."""
     return {k: v if math.isfinite(v) else str(v) for k, v in values.items()}
@@ -141,7 +124,7 @@ def _json_safe(values: dict[str, float]) -> dict[str, float | str]:
 
 def evaluate_run(
     run_dir: Path, n: int = 2000, metrics: list[Any] | None = None, seed: int = 0, steps: int | None = None,
-    chunk: int = 1000, device: str = "auto",
+    chunk: int = CHUNK, device: str = "auto",
 ) -> dict[str, Any]:
     """Sample every direction of a run with its EMA weights, compute metrics, write ``eval.json``."""
     from sbcore.sample import load_trainer
@@ -149,23 +132,12 @@ def evaluate_run(
     started = time.perf_counter()
     trainer, meta = load_trainer(run_dir, device)
     config = trainer.run.config
-    paired = config.data.pairs is not None
-    torch_seed, start_seed, data_seed, metric_seed = derive_seeds(seed, count=4)
-    shape = tuple(trainer.draw("x0", 1, torch.Generator().manual_seed(start_seed)).shape[1:])
-    specs = metrics or configured_metrics(config) or default_metrics(shape, paired)
-    built = build_metrics(specs, trainer.run.registry)
-    samples: dict[str, Any] = {}
-    nfe: dict[str, int] = {}
-    for direction in trainer.directions:
-        start, end = ENDS[direction]
-        x_start = trainer.draw(start, n, torch.Generator().manual_seed(start_seed))
-        if paired:  # the same draw on the other side gives each input's true partner
-            samples[f"{end}_paired"] = trainer.draw(end, n, torch.Generator().manual_seed(start_seed))
-        samples[f"{end}_data"] = trainer.draw(end, n, torch.Generator().manual_seed(data_seed))
-        torch.manual_seed(torch_seed)
-        samples[direction], nfe[direction] = _sample_in_chunks(trainer, direction, x_start, steps, chunk)
-        samples[start] = x_start
-    values, skipped = evaluate_samples(samples, built, torch.Generator().manual_seed(metric_seed))
+    translations = translate(trainer, n, seed, steps=steps, chunk=chunk)
+    shape = tuple(next(iter(translations.values())).inputs.shape[1:])
+    specs = metrics or configured_metrics(config) or default_metrics(shape, config.data.pairs is not None)
+    values, skipped = evaluate_samples(translations, build_metrics(specs, trainer.run.registry),
+                                       metric_generator(seed))
+    nfe = {direction: tr.nfe for direction, tr in translations.items()}
     plan_file = run_dir / "distributed.json"  # the launcher's record of world size and global batch
     plan = json.loads(plan_file.read_text()) if plan_file.is_file() else {}
     sampler = {"kind": config.sampler.kind, **config.sampler.params}

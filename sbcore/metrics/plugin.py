@@ -7,12 +7,18 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from sbcore.config import ConfigError
 from sbcore.hookspecs import hookimpl
 from sbcore.metrics import digits, image, inception, vector
-from sbcore.metrics.evaluate import build_metrics, configured_metrics, evaluate_run, evaluate_samples, parse_metric_list
+from sbcore.metrics.evaluate import (
+    build_metrics,
+    configured_metrics,
+    evaluate_run,
+    evaluate_samples,
+    paired_defaults,
+    parse_metric_list,
+)
+from sbcore.metrics.translation import Evaluation, metric_generator
 from sbcore.registry import Registry
 
 METRICS = {
@@ -47,13 +53,16 @@ def sbcore_run_start(run: Any) -> None:
 
 
 @hookimpl
-def sbcore_evaluate(run: Any, samples: dict[str, Any]) -> dict[str, float] | None:
-    """The metrics named in the run's ``eval.metrics``, on the samples of the training evaluation."""
+def sbcore_evaluate(run: Any, evaluation: Evaluation) -> dict[str, float] | None:
+    """The metrics named in the run's ``eval.metrics`` on the training evaluation's translations, plus
+    PSNR/SSIM against the true partners when the data is paired images."""
     specs = configured_metrics(run.config)
+    listed = {s if isinstance(s, str) else s["kind"] if isinstance(s, dict) else s.kind for s in specs}
+    specs += [name for name in paired_defaults(evaluation.translations) if name not in listed]
     if not specs:
         return None
-    values, skipped = evaluate_samples(samples, build_metrics(specs, run.registry),
-                                       torch.Generator().manual_seed(run.config.seed + 3))
+    values, skipped = evaluate_samples(evaluation.translations, build_metrics(specs, run.registry),
+                                       metric_generator(run.config.seed))
     for key, why in skipped.items():
         run.echo(f"metric {key} skipped: {why}")
     return values

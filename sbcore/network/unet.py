@@ -96,7 +96,8 @@ class UNet(Network):
     the middle block runs at the deepest level's resolution and gets attention when that level is
     listed. The final conv is zero-initialised, so the untrained drift is exactly 0 (samplers then
     leave x in place up to noise, and the first loss is just the target's second moment), which
-    keeps early training stable.
+    keeps early training stable. `cond_channels` > 0 concatenates a same-sized conditioning image,
+    passed as ``cond=``, to the input (I2SB's `cond_x1`, Liu et al. 2023, Sec. 4).
     """
 
     def __init__(
@@ -109,6 +110,7 @@ class UNet(Network):
         dropout: float = 0.0,
         groups: int = 8,
         num_heads: int = 4,
+        cond_channels: int = 0,
     ) -> None:
         super().__init__()
         mults = tuple(int(m) for m in channel_mults)
@@ -116,9 +118,12 @@ class UNet(Network):
         widths = [channels * m for m in mults]
         _validate(shape, channels, mults, num_res_blocks, attention, dropout, groups, num_heads, widths)
         self.shape = tuple(int(s) for s in shape)
+        if cond_channels < 0:
+            raise ValueError(f"UNet cond_channels must be >= 0, got {cond_channels}")
+        self.cond_channels = int(cond_channels)
         time_dim = 4 * channels
         self.time = TimeEmbedding(channels, time_dim)
-        self.inp = nn.Conv2d(self.shape[0], widths[0], 3, padding=1)
+        self.inp = nn.Conv2d(self.shape[0] + self.cond_channels, widths[0], 3, padding=1)
 
         def stage(c_in: int, c_out: int, attend: bool) -> _Stage:
             return _Stage(c_in, c_out, time_dim, groups, dropout, num_heads if attend else None)
@@ -147,10 +152,18 @@ class UNet(Network):
         nn.init.zeros_(self.out[-1].bias)
 
     def forward(self, x: Tensor, t: Tensor, **cond: Any) -> Tensor:
+        image = cond.pop("cond", None) if self.cond_channels else None
         if cond:
-            raise TypeError(f"UNet takes no conditioning inputs, got {sorted(cond)}")
+            raise TypeError(f"UNet takes no conditioning inputs{' but cond' if self.cond_channels else ''}, "
+                            f"got {sorted(cond)}")
         if x.ndim != 4 or x.shape[1] != self.shape[0]:
             raise ValueError(f"UNet input must have shape (B, {self.shape[0]}, H, W), got {tuple(x.shape)}")
+        if self.cond_channels:
+            want = (x.shape[0], self.cond_channels, *x.shape[2:])
+            if image is None or tuple(image.shape) != want:
+                got = None if image is None else tuple(image.shape)
+                raise ValueError(f"UNet cond must have shape {want} (cond_channels={self.cond_channels}), got {got}")
+            x = torch.cat([x, image.to(x.dtype)], dim=1)
         temb = self.time(time_like(t, x))
         h = self.inp(x)
         skips = [h]

@@ -12,7 +12,7 @@ networks or the loss of a stage, and reuse sampling and evaluation.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import attrs
 import torch
@@ -21,7 +21,7 @@ from torch import Tensor
 
 from sbcore.config import CouplingSpec
 from sbcore.data.base import PairedSource
-from sbcore.evaluation import evaluate_translation
+from sbcore.metrics.translation import Evaluation, evaluate_translation
 from sbcore.network.base import Network
 from sbcore.process.base import Direction, ReferenceProcess, check_prediction, expand_t
 from sbcore.sampler.base import Callback, Predictor, Trajectory
@@ -152,5 +152,5 @@ class BridgeMatching(Trainer):
         return self.sampler.sample(self.predictor(direction, cond=cond), x_start.to(self.device), grid,
                                    callback=callback, return_path=return_path, record=record)
 
-    def evaluate(self) -> dict[str, Any]:
+    def evaluate(self) -> Evaluation:
         return evaluate_translation(self)

@@ -25,7 +25,7 @@ import sys
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -43,6 +43,9 @@ from sbcore.run import Run
 from sbcore.sampler.base import Callback, Trajectory
 from sbcore.seeding import derive_seeds
 from sbcore.train.ema import EMA
+
+if TYPE_CHECKING:
+    from sbcore.metrics.translation import Evaluation
 
 #: key of the evaluation's random streams (`derive_seeds(seed, EVAL_STREAM, rank)`).
 EVAL_STREAM = 10_000_019
@@ -85,11 +88,12 @@ class Trainer(ABC):
         """Draw a micro-batch of `batch_size` and return its scalar loss."""
 
     @abstractmethod
-    def evaluate(self) -> dict[str, Any]:
-        """Sample with the EMA networks; return metrics (and write pictures to the run folder).
+    def evaluate(self) -> Evaluation:
+        """Sample with the EMA networks; return the metrics and the translations they came from (and
+        write pictures to the run folder); `sbcore_evaluate` hooks receive the result.
 
         Called on every rank under DDP: each samples its share and rank 0 gathers and scores
-        (`sbcore.evaluation.evaluate_translation` does this); other ranks' results are ignored."""
+        (`sbcore.metrics.translation.evaluate_translation` does this); other ranks' results are ignored."""
 
     @abstractmethod
     def draw(self, side: str, n: int, generator: torch.Generator) -> Tensor:
@@ -270,14 +274,14 @@ class Trainer(ABC):
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(derive_seeds(self.run.config.seed, EVAL_STREAM, self.plan.rank)[0])
             with self.ema_weights():
-                metrics = self.evaluate()
+                evaluation = self.evaluate()
             if not self.run.is_main:
                 distributed.barrier()
                 return {}
-            extra = self.run.hook.sbcore_evaluate(run=self.run, samples=metrics.pop("_samples", {}))
+            extra = self.run.hook.sbcore_evaluate(run=self.run, evaluation=evaluation)
+        metrics = dict(evaluation.metrics)
         for result in extra:
             metrics.update(result or {})
-        metrics = {k: v for k, v in metrics.items() if not k.startswith("_")}
         logged = {f"eval/{k}": v for k, v in metrics.items()}
         self.run.hook.sbcore_step_end(run=self.run, step=self.step, metrics=logged)
         distributed.barrier()

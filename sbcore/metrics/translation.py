@@ -1,0 +1,234 @@
+"""One evaluation path for training and ``sbcore eval``: translate inputs in each trained direction and
+keep them with what they should be compared to.
+
+`translate` draws n inputs of each direction's start side and, when the data is paired, each input's
+true partner from the same draw; it samples them in chunks (with a progress bar when there are
+several) or, under DDP, each rank its share (`sbcore.launch.distributed.shard`), gathered on rank 0.
+Its `Translation` per direction goes to the `sbcore_evaluate` hook and to the metrics. During
+training, `evaluate_translation` adds the moment errors, Cov(x0, x1) (with its closed form for
+Gaussian data) and the pictures.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from sbcore.io import plots
+from sbcore.launch import distributed
+from sbcore.metrics.gaussian import GaussianSB
+from sbcore.process.base import ENDS, Direction
+from sbcore.sampler.base import Trajectory
+from sbcore.seeding import derive_seeds
+
+if TYPE_CHECKING:
+    from sbcore.train.trainer import Trainer
+
+#: key of the evaluation's random streams: `derive_seeds(seed, EVAL_KEY, rank)`.
+EVAL_KEY = 2
+#: inputs sampled at once; the same in training and `sbcore eval`, so both draw the same noise.
+CHUNK = 1000
+#: trajectories kept for pictures (full paths of every evaluation sample would not fit in memory).
+PICTURE_SAMPLES = 64
+
+
+@attrs.frozen
+class Translation:
+    """One direction's evaluation samples, on the CPU; row i of every tensor belongs to input i.
+
+    direction: "forward" (x0 -> x1) or "backward" (x1 -> x0); `start`/`end` name its sides.
+    inputs: (n, *D) draws of the start side.
+    outputs: the Trajectory sampled from `inputs`: x (n, *D); path (T, n, *D) for vector data, else None.
+    data: (n, *D) independent draws of the end side (what the outputs should be distributed like).
+    partner: (n, *D) the true end-side partner of each input when the data is paired, else None.
+    """
+
+    direction: Direction
+    inputs: Tensor
+    outputs: Trajectory
+    data: Tensor
+    partner: Tensor | None
+
+    @property
+    def start(self) -> str:
+        return ENDS[self.direction][0]
+
+    @property
+    def end(self) -> str:
+        return ENDS[self.direction][1]
+
+    @property
+    def nfe(self) -> int:
+        """Network evaluations per sample."""
+        return self.outputs.nfe
+
+    def pairs(self) -> tuple[Tensor, Tensor]:
+        """(x0, x1) of the generated coupling: inputs and outputs in side order."""
+        x = self.outputs.x
+        return (self.inputs, x) if self.direction == "forward" else (x, self.inputs)
+
+
+@attrs.define
+class Evaluation:
+    """What `Trainer.evaluate` returns: scalar metrics and the translations they were computed on.
+
+    step: the training step evaluated.
+    metrics: name -> value, logged as ``eval/NAME`` (empty on ranks other than 0 under DDP).
+    translations: direction -> Translation (empty on ranks other than 0).
+    """
+
+    step: int
+    metrics: dict[str, Any] = attrs.field(factory=dict)
+    translations: dict[str, Translation] = attrs.field(factory=dict)
+
+
+def metric_generator(seed: int) -> torch.Generator:
+    """The generator metrics subsample with, the same in training and `sbcore eval` for one seed."""
+    return torch.Generator().manual_seed(derive_seeds(seed, EVAL_KEY, count=4)[3])
+
+
+def sample_in_chunks(
+    trainer: Trainer, direction: Direction, x_start: Tensor, *, steps: int | None = None, chunk: int = CHUNK,
+    return_path: bool = False, progress: bool = True, **options: Any,
+) -> Trajectory:
+    """`trainer.sample` over `chunk`-sized parts of x_start, on the CPU, with a progress bar when there are
+    several parts; `options` (a plugin's sample options) go to `trainer.sample`."""
+    parts = x_start.split(chunk)
+    xs, paths, nfe = [], [], 0
+    with torch.no_grad():
+        for part in tqdm(parts, desc=f"sampling {direction}", unit="batch", leave=False,
+                         disable=not progress or len(parts) < 2):
+            traj = trainer.sample(direction, part, steps=steps, return_path=return_path, **options)
+            xs.append(traj.x.float().cpu())
+            if traj.path is not None:
+                paths.append(traj.path.float().cpu())
+            nfe = traj.nfe
+    return Trajectory(torch.cat(xs), torch.cat(paths, dim=1) if paths else None, nfe)
+
+
+def translate(
+    trainer: Trainer, n: int, seed: int, *, steps: int | None = None, chunk: int = CHUNK, progress: bool = True,
+) -> dict[str, Translation] | None:
+    """Each trained direction's `Translation` of n inputs (None on ranks other than 0 under DDP).
+
+    Inputs, partners and data come from generators seeded by (seed, rank), the sampler's noise from the
+    global RNG reseeded per direction, so one seed gives one result. The partner is the end side of the
+    same draw as the inputs: `trainer.draw` of paired data returns the two sides of one draw of pairs.
+    Vector data keeps every sample's path (path metrics, 2-D pictures)."""
+    torch_seed, input_seed, data_seed = derive_seeds(seed, EVAL_KEY, distributed.rank_of(), count=3)
+    paired = trainer.run.config.data.pairs is not None
+    local = distributed.shard(n)
+    result: dict[str, Translation] = {}
+    for direction in trainer.directions:
+        start, end = ENDS[direction]
+        inputs = trainer.draw(start, local, torch.Generator().manual_seed(input_seed))
+        partner = trainer.draw(end, local, torch.Generator().manual_seed(input_seed)) if paired else None
+        data = trainer.draw(end, local, torch.Generator().manual_seed(data_seed))
+        torch.manual_seed(torch_seed)
+        traj = sample_in_chunks(trainer, direction, inputs, steps=steps, chunk=chunk, progress=progress,
+                                return_path=inputs.ndim == 2)
+        gathered = [distributed.gather_to_main(t) for t in (inputs, data, traj.x)]
+        partner = distributed.gather_to_main(partner) if partner is not None else None
+        path = distributed.gather_to_main(traj.path, dim=1) if traj.path is not None else None
+        if gathered[0] is not None:
+            result[direction] = Translation(direction, gathered[0], Trajectory(gathered[2], path, traj.nfe),
+                                            gathered[1], partner)
+    return result if distributed.rank_of() == 0 else None
+
+
+def evaluate_translation(trainer: Trainer) -> Evaluation:
+    """Translate `train.eval_samples` inputs in each trained direction (seed: the run's) and compare with
+    the data: moments, Cov(x0, x1) (and its closed form for Gaussians), scatter/path plots or image
+    grids and GIFs. Under DDP every rank samples its share; rank 0 alone gets translations and metrics."""
+    run = trainer.run
+    translations = translate(trainer, run.config.train.eval_samples, run.config.seed,
+                             progress=run.config.train.progress and run.is_main)
+    if translations is None:
+        return Evaluation(trainer.step)
+    metrics: dict[str, Any] = {}
+    for direction, tr in translations.items():
+        metrics.update({f"{direction}/{k}": v for k, v in moment_metrics(trainer, tr).items()})
+    draw_pictures(trainer, translations)
+    sb = gaussian_sb(trainer)
+    if sb is not None:
+        closed = torch.diagonal(sb.cross_cov)
+        metrics["closed_form/cov_x0_x1_diag"] = float(closed.mean())
+        _print_cov_table(trainer, translations, closed)
+    return Evaluation(trainer.step, metrics, translations)
+
+
+def moment_metrics(trainer: Trainer, tr: Translation) -> dict[str, float]:
+    """Mean/variance errors against the end side, NFE, and the mean of Cov(x0, x1)'s diagonal."""
+    mean, var = _moments(tr.end, tr.data, trainer)
+    flat = tr.outputs.x.flatten(1).double()
+    return {"mean_error": float((flat.mean(0) - mean).abs().mean()),
+            "var_error": float((flat.var(0) - var).abs().mean()),
+            "nfe": tr.nfe, "cov_x0_x1_diag": float(cross_cov_diag(*tr.pairs()).mean())}
+
+
+def draw_pictures(trainer: Trainer, translations: dict[str, Translation]) -> None:
+    """2-D data: scatter and paths; images: input, output (and partner) grids and a trajectory GIF."""
+    folder = trainer.run.dir / "pictures"
+    folder.mkdir(exist_ok=True)
+    for direction, tr in translations.items():
+        tag = f"{direction}_step{trainer.step:06d}"
+        if tr.inputs.ndim == 2:
+            title = f"{direction}: {tr.start} -> {tr.end} (step {trainer.step})"
+            source, target = tr.inputs[:, :2], tr.data[:, :2]
+            plots.scatter_2d(folder / f"{tag}.png", source=source, target=target, generated=tr.outputs.x[:, :2],
+                             title=title)
+            plots.trajectories_2d(folder / f"{tag}_paths.png", tr.outputs.path[:, :PICTURE_SAMPLES, :2],
+                                  source=source, target=target, title=title)
+        elif tr.inputs.ndim == 4:
+            few = trainer.sample(direction, tr.inputs[:PICTURE_SAMPLES], return_path=True)
+            plots.image_grid(folder / f"{tag}_input.png", tr.inputs[:PICTURE_SAMPLES])
+            plots.image_grid(folder / f"{tag}_output.png", few.x.float().cpu())
+            if tr.partner is not None:
+                plots.image_grid(folder / f"{tag}_partner.png", tr.partner[:PICTURE_SAMPLES])
+            plots.trajectory_gif(folder / f"{tag}.gif", few.path[:, :16].float().cpu())
+
+
+def _moments(side: str, samples: Tensor, trainer: Trainer) -> tuple[Tensor, Tensor]:
+    """Exact mean/variance when the source knows them (Gaussians), else from samples."""
+    source = (getattr(trainer, "sources", None) or {}).get(side)
+    if source is not None and hasattr(source, "cov"):
+        return source.mean.double(), torch.diagonal(source.cov).double()
+    flat = samples.flatten(1).double()
+    return flat.mean(0), flat.var(0)
+
+
+def _print_cov_table(trainer: Trainer, translations: dict[str, Translation], closed: Tensor) -> None:
+    """Per-dimension Cov(x0, x1) of each direction's generated pairs next to the closed form."""
+    columns = {direction: cross_cov_diag(*tr.pairs()) for direction, tr in translations.items()}
+    header = "dim  " + "  ".join(f"{d:>9}" for d in columns) + "  closed form"
+    lines = [f"Cov(x0, x1) diagonal, step {trainer.step}:", header]
+    for i in range(min(len(closed), 10)):
+        row = "  ".join(f"{col[i]:9.4f}" for col in columns.values())
+        lines.append(f"{i:>3}  {row}  {closed[i]:11.4f}")
+    if len(closed) > 10:
+        lines.append(f"... ({len(closed) - 10} more dimensions; means: "
+                     + ", ".join(f"{d} {col.mean():.4f}" for d, col in columns.items())
+                     + f", closed form {closed.mean():.4f})")
+    trainer.run.echo("\n".join(lines))
+
+
+def cross_cov_diag(x0: Tensor, x1: Tensor) -> Tensor:
+    """Per-dimension sample covariance of row-aligned x0 and x1, in float64."""
+    a = x0.flatten(1).double()
+    b = x1.flatten(1).double()
+    return ((a - a.mean(0)) * (b - b.mean(0))).sum(0) / (a.shape[0] - 1)
+
+
+def gaussian_sb(trainer: Trainer) -> GaussianSB | None:
+    """The closed-form Schrödinger bridge when both data sides are Gaussian sources and the reference is
+    dX = sigma dW with sigma > 0, else None."""
+    sigma = trainer.process.brownian_sigma or 0.0
+    sources = getattr(trainer, "sources", None) or {}
+    x0, x1 = sources.get("x0"), sources.get("x1")
+    if sigma <= 0 or not (hasattr(x0, "cov") and hasattr(x1, "cov")):
+        return None
+    return GaussianSB(x0.mean, x0.cov, x1.mean, x1.cov, sigma)
