@@ -85,6 +85,8 @@ class BridgeMatching(Trainer):
             self.sources = None
             shape = self.pairs.shape
         else:
+            if data.x1 is None:
+                raise ValueError(f"method {self.run.config.plugin!r} needs data.x1 as well as data.x0 (or data.pairs)")
             self.pairs = None
             self.sources = {"x0": data.x0.build(registry), "x1": data.x1.build(registry)}
             if self.sources["x0"].shape != self.sources["x1"].shape:
