@@ -1,23 +1,32 @@
 """Built-in loggers, implemented as plugins on the run-lifecycle hooks.
 
 ``metrics.jsonl`` holds one JSON object per logged step (``{"step": N, ...metrics}``) and a final
-``{"summary": {...}}`` line; the console logger prints evaluation results and the summary.
+``{"summary": {...}}`` line; the console logger prints evaluation results and the summary. Every
+line is strict JSON (non-finite numbers are written as strings), readers skip a torn last line
+with a warning, and a resume cuts the records after its checkpoint's step.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
 from sbcore.hookspecs import hookimpl
 from sbcore.io import plots
+from sbcore.io.files import atomic_write
 
 
 def _clean(value: Any) -> Any:
+    """NaN and infinities become the strings "nan", "inf", "-inf" (JSON has no such numbers), at any depth."""
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
     return value
 
 
@@ -25,7 +34,7 @@ def _append(run: Any, record: dict[str, Any]) -> None:
     if not (run.is_main and run.config.log.jsonl):
         return
     with Path(run.dir, "metrics.jsonl").open("a") as f:
-        f.write(json.dumps({k: _clean(v) for k, v in record.items()}) + "\n")
+        f.write(json.dumps(_clean(record), allow_nan=False) + "\n")
 
 
 @hookimpl
@@ -46,12 +55,33 @@ def sbcore_run_end(run: Any, summary: dict[str, Any]) -> None:
     run.echo(f"run finished: {run.dir}")
 
 
+def _records(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(line, record) for every valid line; a torn or damaged line (a killed writer) is skipped with a warning."""
+    out = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict):
+            warnings.warn(f"{path}: line {number} is not a JSON object (a write cut short?); skipped", stacklevel=3)
+            continue
+        out.append((line, record))
+    return out
+
+
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     """The per-step records of a `metrics.jsonl` file (the summary line excluded)."""
-    records = []
-    for line in Path(path).read_text().splitlines():
-        if line.strip():
-            record = json.loads(line)
-            if "summary" not in record:
-                records.append(record)
-    return records
+    return [record for _, record in _records(Path(path)) if "summary" not in record]
+
+
+def truncate_metrics(path: str | Path, step: int) -> None:
+    """Drop the records after `step` (and damaged lines), atomically: what a resume from `step` repeats."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    kept = [line for line, record in _records(path)
+            if not isinstance(record.get("step"), int) or record["step"] <= step]
+    atomic_write(path, lambda tmp: Path(tmp).write_text("".join(f"{line}\n" for line in kept)))

@@ -1,10 +1,11 @@
-"""Preemption: turn SIGTERM/SIGUSR1/SIGUSR2 into "checkpoint at the next step boundary, then stop".
+"""Preemption: turn SIGINT/SIGTERM/SIGUSR1/SIGUSR2 into "checkpoint at the next step boundary, then stop".
 
 A signal handler only records the signal; the training loop polls `StopRequest.signum` between
 steps, where the state is consistent, saves a checkpoint and raises `Preempted`. SIGUSR1/SIGUSR2
 (SLURM's ``--signal`` warning before the time limit, submitit's interrupt) also ask for the job
 to be requeued; SIGTERM (preemption, ``scontrol requeue``, ``kill``) does not, because whoever
-sent it decides whether the job comes back.
+sent it decides whether the job comes back. A first Ctrl-C (SIGINT) stops like SIGTERM; a second
+one raises KeyboardInterrupt at once, without a checkpoint.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import threading
 from types import FrameType
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 REQUEUE_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
 
 
@@ -41,8 +43,13 @@ class StopRequest:
                 self._previous[sig] = signal.signal(sig, self._handle)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGINT and self.signum is not None:
+            raise KeyboardInterrupt
         if self.signum is None:
             self.signum = signum
+            if signum == signal.SIGINT:
+                sys.stderr.write("\nsbcore: stopping at the next step with a checkpoint "
+                                 "(Ctrl-C again to exit at once)\n")
 
     def close(self) -> None:
         for sig, handler in self._previous.items():

@@ -15,6 +15,7 @@ from pathlib import Path
 from sbcore.config import Config
 from sbcore.launch.worker import prepare_run_dir
 from sbcore.plugins import Plugins
+from sbcore.run import RunLock
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
 
@@ -27,10 +28,11 @@ def torchrun_command(run_dir: Path, nproc: int) -> list[str]:
 def run_torchrun(config: Config, config_path: str | None, plugins: Plugins) -> int:
     """Train with `config.launcher.nproc` workers; returns torchrun's exit status."""
     run_dir = prepare_run_dir(config, config_path, plugins)
-    proc = subprocess.Popen(torchrun_command(run_dir, config.launcher.nproc))
-    previous = {sig: signal.signal(sig, lambda signum, _: proc.send_signal(signum)) for sig in FORWARDED}
-    try:
-        return proc.wait()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with RunLock(run_dir).acquire():
+        proc = subprocess.Popen(torchrun_command(run_dir, config.launcher.nproc))
+        previous = {sig: signal.signal(sig, lambda signum, _: proc.send_signal(signum)) for sig in FORWARDED}
+        try:
+            return proc.wait()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)

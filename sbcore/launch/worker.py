@@ -20,15 +20,15 @@ from sbcore.config import Config, read_yaml_file, structure_config
 from sbcore.io import checkpoint as ckpt
 from sbcore.launch import distributed
 from sbcore.plugins import Plugins, get_plugins
-from sbcore.run import Run, choose_device, run_dir_for
+from sbcore.run import Run, choose_device, prepare_run
 
 
 def prepare_run_dir(config: Config, config_path: str | None, plugins: Plugins) -> Path:
-    """Create the run folder (reopen it with resume) and write the resolved config into it."""
-    run_dir = run_dir_for(config, config_path)
-    run_dir.mkdir(parents=True, exist_ok=config.resume)
-    Run(config=config, dir=run_dir, plugins=plugins, device=torch.device("cpu")).write_config()
-    return run_dir
+    """Check the run here (on the CPU), then create the run folder (reopen it with resume) and write
+    the resolved config into it; the workers, in other processes, train it."""
+    run, _, lock = prepare_run(config, config_path, plugins, device=torch.device("cpu"))
+    lock.release()
+    return run.dir
 
 
 def train_in_dir(run_dir: Path, plugins: Plugins | None = None) -> dict[str, Any]:

@@ -11,8 +11,11 @@ micro-batch the global torch RNG and `data_generator` are reseeded from those nu
 resume exact and makes the global batch the same on 1 or N processes: rank r computes its share of
 the micro-batches and the gradients are summed (`sbcore.launch.distributed`). Under DDP every
 rank keeps the EMA and samples a share of the evaluation, gathered on rank 0; hooks and checkpoints
-belong to rank 0. SIGTERM/SIGUSR1/SIGUSR2 stop the loop at the
-next step boundary with a checkpoint (`sbcore.launch.signals`).
+belong to rank 0. SIGINT/SIGTERM/SIGUSR1/SIGUSR2 stop the loop at the
+next step boundary with a checkpoint (`sbcore.launch.signals`). A non-finite loss or gradient
+stops the run before the step is applied (or skips it, ``train.nonfinite``), so no checkpoint
+ever holds NaN weights. Lifecycle hooks go through `Run.call_hook`: one that raises is reported
+and disabled unless ``log.strict``.
 """
 
 from __future__ import annotations
@@ -33,10 +36,12 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from sbcore import __version__
+from sbcore.errors import NonFiniteError, UserError
 from sbcore.io import checkpoint as ckpt
 from sbcore.launch import distributed
 from sbcore.launch.events import append_event
 from sbcore.launch.signals import REQUEUE_SIGNALS, Preempted, StopRequest, requeue_slurm_job
+from sbcore.loggers import truncate_metrics
 from sbcore.network.base import Network
 from sbcore.process.base import Direction
 from sbcore.run import Run
@@ -69,6 +74,7 @@ class Trainer(ABC):
         #: how the global batch is split over ranks and micro-batches (see `sbcore.launch.distributed`).
         self.plan = distributed.plan_batches(self.cfg.batch_size, self.cfg.grad_accum)
         self._stop: StopRequest | None = None
+        self._prepared = False
         self._stop_agreed = 0
 
     # ---- what a method supplies ------------------------------------------------------------
@@ -186,6 +192,8 @@ class Trainer(ABC):
         self.scaler.unscale_(self.optimizer)
         clip = self.cfg.grad_clip if self.cfg.grad_clip is not None else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable, clip)
+        if not math.isfinite(total) or (not self.scaler.is_enabled() and not math.isfinite(float(grad_norm))):
+            return self._nonfinite(total, float(grad_norm))
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -193,12 +201,36 @@ class Trainer(ABC):
         self.step += 1
         return {"loss": total, "grad_norm": float(grad_norm), "lr": self.optimizer.param_groups[0]["lr"]}
 
+    def _nonfinite(self, loss: float, grad_norm: float) -> dict[str, float]:
+        """A NaN/inf loss or gradient: drop the step's gradients, then stop or skip (`train.nonfinite`)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        what = f"step {self.step + 1}: loss {loss}, gradient norm {grad_norm}"
+        if self.cfg.nonfinite == "stop":
+            raise NonFiniteError(f"{what} (not finite); the run stopped and its newest checkpoint (finite) is kept. "
+                                 "Lower train.lr or set train.grad_clip, then resume=true; "
+                                 "train.nonfinite=skip skips such steps instead")
+        self.run.echo(f"{what} (not finite): step skipped (train.nonfinite=skip)")
+        self.step += 1
+        return {"loss": loss, "grad_norm": grad_norm, "lr": self.optimizer.param_groups[0]["lr"], "skipped": 1.0}
+
     # ---- the loop ----------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Seed, build (`setup`) and check that every network is registered, once.
+
+        The launcher calls it before the run folder is written, so a bad data file or network
+        stops the run before anything is on disk; `fit` calls it when nobody did."""
+        if self._prepared:
+            return
+        self._seed()
+        self.setup()
+        for net in self.networks.values():
+            _registered_name(self.run, type(net))
+        self._prepared = True
 
     def fit(self) -> dict[str, Any]:
         run = self.run
-        self._seed()
-        self.setup()
+        self.prepare()
         distributed.broadcast_module(self.networks)
         self._build_optimizer()
         if run.config.resume:
@@ -215,7 +247,7 @@ class Trainer(ABC):
         if main:
             distributed.write_plan(self.plan, run.dir)
             append_event(run.dir, "start", step=self.step, world_size=self.plan.world_size)
-            run.hook.sbcore_run_start(run=run)
+            run.call_hook("sbcore_run_start")
         window: list[float] = []
         bar = tqdm(
             total=cfg.steps, initial=self.step, desc=run.dir.name, disable=not (cfg.progress and main),
@@ -232,7 +264,7 @@ class Trainer(ABC):
                 window.clear()
                 bar.set_postfix(loss=f"{stats['loss']:.4g}")
                 if main:
-                    run.hook.sbcore_step_end(run=run, step=self.step, metrics=stats)
+                    run.call_hook("sbcore_step_end", step=self.step, metrics=stats)
             if self._stop_agreed and self.step < cfg.steps:
                 bar.close()
                 self._preempt(self._stop_agreed)
@@ -249,7 +281,7 @@ class Trainer(ABC):
         run.summary = summary
         if main:
             append_event(run.dir, "finished", step=self.step)
-            run.hook.sbcore_run_end(run=run, summary=summary)
+            run.call_hook("sbcore_run_end", summary=summary)
         return summary
 
     def _preempt(self, signum: int) -> None:
@@ -278,12 +310,12 @@ class Trainer(ABC):
             if not self.run.is_main:
                 distributed.barrier()
                 return {}
-            extra = self.run.hook.sbcore_evaluate(run=self.run, evaluation=evaluation)
+            extra = self.run.call_hook("sbcore_evaluate", evaluation=evaluation)
         metrics = dict(evaluation.metrics)
         for result in extra:
             metrics.update(result or {})
         logged = {f"eval/{k}": v for k, v in metrics.items()}
-        self.run.hook.sbcore_step_end(run=self.run, step=self.step, metrics=logged)
+        self.run.call_hook("sbcore_step_end", step=self.step, metrics=logged)
         distributed.barrier()
         return metrics
 
@@ -314,7 +346,7 @@ class Trainer(ABC):
         folder = self.run.dir / "checkpoints"
         path = ckpt.save_checkpoint(folder, self.step, weights, metadata, self._state())
         ckpt.prune(folder, self.cfg.keep_checkpoints)
-        self.run.hook.sbcore_checkpoint_saved(run=self.run, path=path)
+        self.run.call_hook("sbcore_checkpoint_saved", path=path)
         return path
 
     def _resume(self) -> None:
@@ -322,6 +354,8 @@ class Trainer(ABC):
         loaded = ckpt.load_latest(folder)
         if loaded is None:
             self.run.echo(f"resume: no checkpoint in {folder}; starting from step 0")
+            if self.run.is_main:
+                truncate_metrics(self.run.dir / "metrics.jsonl", 0)
             return
         path, tensors, _, state, problems = loaded
         for problem in problems:
@@ -339,6 +373,8 @@ class Trainer(ABC):
             torch.cuda.set_rng_state_all(rng["cuda"])
         self.load_extra_state(state["method"])
         self.step = int(state["step"])
+        if self.run.is_main:
+            truncate_metrics(self.run.dir / "metrics.jsonl", self.step)  # curves never run backwards
         self.run.echo(f"resumed from {path} at step {self.step}")
 
 
@@ -346,7 +382,8 @@ def _registered_name(run: Run, cls: type) -> str:
     for name in run.registry.names("network"):
         if run.registry.get("network", name) is cls:
             return name
-    raise KeyError(f"network class {cls.__name__} is not registered; register it so checkpoints can rebuild it")
+    raise UserError(f"network class {cls.__module__}.{cls.__name__} is not registered; add it in a plugin's "
+                    "sbcore_register (registry.add('network', NAME, cls)) so checkpoints can rebuild it")
 
 
 def _plugin_version(run: Run) -> str:
