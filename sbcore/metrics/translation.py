@@ -120,7 +120,8 @@ def translate(
     same draw as the inputs: `trainer.draw` of paired data returns the two sides of one draw of pairs.
     Vector data keeps every sample's path (path metrics, 2-D pictures)."""
     torch_seed, input_seed, data_seed = derive_seeds(seed, EVAL_KEY, distributed.rank_of(), count=3)
-    paired = trainer.run.config.data.pairs is not None
+    # a method that makes its own pairs (I2SB's corruption operators) says so with `paired = True`
+    paired = getattr(trainer, "paired", trainer.run.config.data.pairs is not None)
     local = distributed.shard(n)
     result: dict[str, Translation] = {}
     for direction in trainer.directions:
