@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sb_sdsb.chain import ChainSampler
+from sb_sdsb.method import SDSB
 from sb_sdsb.resmlp import ResMLP
 from sb_sdsb.uvit import UViT
 from sbcore import hookimpl
@@ -11,6 +12,7 @@ from sbcore.registry import Registry
 
 @hookimpl
 def sbcore_register(registry: Registry) -> None:
+    registry.add("method", "sdsb", SDSB)
     registry.add("network", "resmlp", ResMLP)
     registry.add("network", "uvit", UViT)
     registry.add("sampler", "sdsb_chain", ChainSampler)

@@ -1,0 +1,211 @@
+"""The `sdsb` method: discrete-time IPF on cached chains (Tang et al. 2024, "Simplified Diffusion Schrödinger
+Bridge"; De Bortoli et al. 2021, "Diffusion Schrödinger Bridge", Alg. 1), on the core's alternating service.
+
+Two networks, named by the sides they map: `x0_to_x1` (the paper's G, prior -> data; put the prior in
+`data.x0`) and `x1_to_x0` (H). Epoch e trains x0_to_x1 when e is even and x1_to_x0 when e is odd, each on
+the time reversal of chains simulated by the other network (the core's frozen EMA teacher) from real
+samples of its start side. Epoch 0 reverses the reference chain started at x1 data: `noiser: flow`, a
+noisy straight-line bridge to an independent x0 sample (so the first network learns flow matching), or
+`noiser: dsb`, DSB's OU chain; its chains cost no network evaluation and are drawn fresh every step.
+What the networks regress is `simplify`/`reparam` (`sb_sdsb.chain`):
+
+    DSB     simplify: false                mean matching, eq. (12) of De Bortoli et al.
+    S-DSB   simplify: true                 the previous state of the chain
+    TR-DSB  simplify: true, reparam: term  the chain's start (the trained network's end point)
+    FR-DSB  simplify: true, reparam: flow  the velocity towards it
+
+Every step of the teacher's chains is one cache row (input, target, label): the core's `SimulationCache`
+holds `cache_size` of them, rebuilt every `refresh_every` steps, and draws each batch uniformly (the
+reference instead reads one shuffled pass). `train.init_from` of a flow-matching run (`bm`, process
+sigma 0, a velocity network like FR-DSB's) replaces epoch 0: training starts with x1_to_x0 on the loaded
+x0_to_x1 network's chains. AdamW keeps its state across epochs (warm start, as the reference);
+`train.ema_decay: 0` is the reference's no-EMA setting.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import attrs
+import torch
+from attrs import validators as v
+from torch import Tensor, nn
+
+from sb_sdsb.chain import OUTPUT, ChainPath, dsb_noiser, flow_noiser, network_time, next_mean, simulate, training_tuples
+from sb_sdsb.gamma import parse_gamma
+from sbcore.config import CouplingSpec, SamplerSpec
+from sbcore.metrics.translation import Evaluation
+from sbcore.network.base import Network
+from sbcore.process.base import Direction
+from sbcore.sampler.base import Predictor
+from sbcore.train.alternating import AlternatingBridgeMatching, Schedule, Stage
+from sbcore.train.bridge_matching import NETWORK_NAME
+
+#: direction -> network name (the sides it maps, not forward/backward).
+NETWORK: dict[str, str] = {"forward": "x0_to_x1", "backward": "x1_to_x0"}
+OTHER: dict[str, Direction] = {"forward": "backward", "backward": "forward"}
+
+
+@attrs.frozen
+class SDSBConfig:
+    """The `method:` section of `sdsb`.
+
+    simplify: regress the previous state (S-DSB) instead of DSB's mean-matching target.
+    reparam: null, term (predict the end point, TR-DSB) or flow (predict the velocity, FR-DSB); needs simplify.
+    noiser: the epoch-0 reference chain: flow (noisy straight-line bridge to an independent x0) or dsb (OU).
+    gamma: per-step noise schedule, sqrt(2 gamma_k) xi (`sb_sdsb.gamma`: linear, linear_MIN_MAX, constant,
+        constant_VALUE).
+    training_timesteps: N, the chain's steps in training (networks see the step as t = s / N).
+    inference_timesteps: steps when sampling; only term/flow networks may differ from N.
+    epochs: number of epochs (even ones train x0_to_x1, odd ones x1_to_x0); they set train.steps.
+    steps_per_epoch: optimisation steps per epoch.
+    cache_size: chain steps (rows) held by the cache, a multiple of N; 0 simulates every batch afresh.
+    refresh_every: optimisation steps between cache rebuilds.
+    cache_chunk: rows simulated at once while rebuilding (a multiple of N).
+    skip_first_epoch: epoch 0 is done already (set when train.init_from names a flow-matching run).
+    """
+
+    simplify: bool = True
+    reparam: Literal["term", "flow"] | None = None
+    noiser: Literal["flow", "dsb"] = "flow"
+    gamma: str = "linear_1e-4_1e-3"
+    training_timesteps: int = attrs.field(default=16, validator=v.ge(1))
+    inference_timesteps: int = attrs.field(default=16, validator=v.ge(1))
+    epochs: int = attrs.field(default=41, validator=v.ge(1))
+    steps_per_epoch: int = attrs.field(default=8192, validator=v.ge(1))
+    cache_size: int = attrs.field(default=65_536, validator=v.ge(0))
+    refresh_every: int = attrs.field(default=4096, validator=v.ge(1))
+    cache_chunk: int = attrs.field(default=16_384, validator=v.ge(1))
+    skip_first_epoch: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        schedule = parse_gamma(self.gamma, "method.gamma")
+        schedule.values(self.training_timesteps, "method.gamma (training_timesteps)")
+        schedule.values(self.inference_timesteps, "method.gamma (inference_timesteps)")
+        n = self.training_timesteps
+        if self.reparam is not None and not self.simplify:
+            raise ValueError(f"reparam: {self.reparam} reparameterises the simplified target: set simplify: true")
+        if OUTPUT[self.target] == "mean" and self.inference_timesteps != n:
+            raise ValueError(f"the {self.target} target predicts the next mean of a {n}-step chain: "
+                             f"inference_timesteps must equal training_timesteps, got {self.inference_timesteps} "
+                             "(reparam: term or flow can change it)")
+        for key in ("cache_size", "cache_chunk"):
+            if getattr(self, key) % n:
+                raise ValueError(f"{key} counts chain steps: it must be a multiple of training_timesteps ({n}), "
+                                 f"got {getattr(self, key)}")
+        if self.skip_first_epoch and self.epochs < 2:
+            raise ValueError("skip_first_epoch leaves no epoch to train: set epochs >= 2")
+
+    @property
+    def target(self) -> str:
+        return self.reparam or ("simplified" if self.simplify else "dsb")
+
+    # ---- what the core's alternating service reads ------------------------------------------
+
+    @property
+    def schedule(self) -> Schedule:
+        skip = int(self.skip_first_epoch)
+        first: tuple[Direction, ...] = ("backward", "forward") if skip else ("forward", "backward")
+        return Schedule(first, self.steps_per_epoch, self.epochs - skip)
+
+    @property
+    def directions(self) -> tuple[Direction, ...]:
+        return ("forward", "backward")
+
+    @property
+    def predict(self) -> str:
+        return OUTPUT[self.target]
+
+    coupling = CouplingSpec("independent")  # unused: epoch 0 draws its own pairs
+    loss_weight = "uniform"
+    cache_steps = None
+    reset_optimizer = False
+
+
+class SDSB(AlternatingBridgeMatching):
+    """Alternating discrete-time IPF with whole-trajectory caches (module docstring)."""
+
+    Config = SDSBConfig
+
+    @classmethod
+    def resolve_config(cls, config: Any) -> Any:
+        """Epochs set train.steps; the sampler is the method's chain at inference_timesteps; train.init_from
+        skips epoch 0."""
+        m = config.method
+        if getattr(config.train, "init_from", None) and not m.skip_first_epoch:
+            m = attrs.evolve(m, skip_first_epoch=True)
+        sampler = SamplerSpec("sdsb_chain", {"steps": m.inference_timesteps, "gamma": m.gamma,
+                                             "last_step_noise": False})
+        return super().resolve_config(attrs.evolve(config, method=m, sampler=sampler))
+
+    def setup(self) -> None:
+        if self.run.config.data.pairs is not None:
+            raise ValueError("sdsb bridges two unpaired sides: give data.x0 (the prior) and data.x1, not data.pairs")
+        super().setup()
+        m = self.method
+        self.networks = nn.ModuleDict({NETWORK[d]: self.networks[NETWORK_NAME[d]] for d in self.directions})
+        for net in self.networks.values():
+            steps = getattr(net, "steps", m.training_timesteps)
+            if steps != m.training_timesteps:
+                raise ValueError(f"network.steps ({steps}) must equal method.training_timesteps "
+                                 f"({m.training_timesteps}): the network embeds the chain's integer step")
+        self.gammas = parse_gamma(m.gamma).values(m.training_timesteps)
+
+    # ---- the alternating service's hooks -------------------------------------------------------
+
+    def network_name(self, direction: Direction) -> str:
+        return NETWORK[direction]
+
+    def epoch(self, stage: Stage) -> int:
+        return stage.index + int(self.method.skip_first_epoch)
+
+    def uses_teacher(self, stage: Stage) -> bool:
+        return self.epoch(stage) > 0
+
+    def teacher_direction(self, stage: Stage) -> Direction:
+        return OTHER[stage.direction]
+
+    def predictor(self, direction: Direction, network: Network | None = None, cond: Tensor | None = None) -> Predictor:
+        return Predictor(network or self.networks[NETWORK[direction]], self.process, direction, self.method.predict,
+                         cond)
+
+    def simulate(self, direction: Direction, x_start: Tensor) -> dict[str, Tensor]:
+        """len(x_start) rows: every step of chains of the teacher (moving in `direction`) from x_start."""
+        assert self.teacher is not None
+        steps, teacher, kind = self.method.training_timesteps, self.teacher, self.method.predict
+        start = x_start[: math.ceil(x_start.shape[0] / steps)]
+
+        def mean(y: Tensor, j: int) -> Tensor:
+            t = network_time(torch.full((y.shape[0],), j / steps, device=y.device), direction)
+            return next_mean(kind, teacher(y, t), y, j / steps, (j + 1) / steps)
+
+        return self.rows(simulate(mean, start, self.gammas, cross=self.method.target == "dsb"), x_start.shape[0])
+
+    def reference_rows(self, n: int) -> dict[str, Tensor]:
+        """n rows of the epoch-0 reference chain, started at x1 data."""
+        m, chains = self.method, math.ceil(n / self.method.training_timesteps)
+        start = self.draw("x1", chains, self.data_generator).to(self.device)
+        mean = (flow_noiser(self.draw("x0", chains, self.data_generator).to(self.device), m.training_timesteps)
+                if m.noiser == "flow" else dsb_noiser(self.gammas))
+        return self.rows(simulate(mean, start, self.gammas, cross=m.target == "dsb"), n)
+
+    def rows(self, chain: ChainPath, n: int) -> dict[str, Tensor]:
+        """The first n training tuples of `chain`, chain by chain: x, target (n, *D) and label (n,)."""
+        x, target, labels = training_tuples(self.method.target, chain)  # (N, B, *D), (N, B, *D), (N,)
+        return {"x": x.transpose(0, 1).flatten(0, 1)[:n], "target": target.transpose(0, 1).flatten(0, 1)[:n],
+                "label": labels.to(x.device).repeat(x.shape[1])[:n]}
+
+    def stage_loss(self, stage: Stage, batch_size: int) -> Tensor:
+        """Mean squared error of the trained network on n chain steps (the reference's MSELoss)."""
+        rows = self.teacher_rows(batch_size) if self.teacher is not None else self.reference_rows(batch_size)
+        x = rows["x"]
+        t = network_time(rows["label"].to(x.dtype) / self.method.training_timesteps, stage.direction)
+        out = self.networks[NETWORK[stage.direction]](x, t)
+        return (out.float() - rows["target"].float()).pow(2).mean()
+
+    def evaluate(self) -> Evaluation:
+        evaluation = super().evaluate()
+        if self.run.is_main:
+            evaluation.metrics["epoch"] = self.epoch(self.schedule.stage_at(max(self.step - 1, 0)))
+        return evaluation
