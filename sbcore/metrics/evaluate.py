@@ -134,7 +134,8 @@ def evaluate_run(
     config = trainer.run.config
     translations = translate(trainer, n, seed, steps=steps, chunk=chunk)
     shape = tuple(next(iter(translations.values())).inputs.shape[1:])
-    specs = metrics or configured_metrics(config) or default_metrics(shape, config.data.pairs is not None)
+    paired = any(tr.partner is not None for tr in translations.values())
+    specs = metrics or configured_metrics(config) or default_metrics(shape, paired)
     values, skipped = evaluate_samples(translations, build_metrics(specs, trainer.run.registry),
                                        metric_generator(seed))
     nfe = {direction: tr.nfe for direction, tr in translations.items()}
