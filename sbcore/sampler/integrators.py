@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
+
 from sbcore.process.base import expand_t
 from sbcore.sampler.base import FixedGridSampler
 
@@ -48,4 +50,7 @@ class HeunODE(FixedGridSampler):
     def step(self, model, x, t0, t1, dt, last):
         first = model(x, t0)
         d0 = first.drift
-        return x + 0.5 * (d0 + model(x + d0 * dt, t1).drift) * dt, first
+        d1 = model(x + d0 * dt, t1).drift
+        if last:  # a drift towards a predicted end is singular at the end (u = 1/0): that step stays Euler
+            d1 = torch.where(torch.isfinite(d1), d1, d0)
+        return x + 0.5 * (d0 + d1) * dt, first
