@@ -130,7 +130,9 @@ class OperatorTransformer(Network):
         self.channels, self.dims = int(shape[0]), len(shape) - 1
         self.time_scale, self.gradient_checkpointing = float(time_scale), gradient_checkpointing
         gen = torch.Generator().manual_seed(seed)
-        self.register_buffer("frequencies", fourier_scale * torch.randn(self.dims, fourier_features, generator=gen))
+        # fixed by `seed` (a recorded argument), so not part of the state dict
+        self.register_buffer("frequencies", fourier_scale * torch.randn(self.dims, fourier_features, generator=gen),
+                             persistent=False)
         self.value_embed = nn.Linear(self.channels, width)
         self.position_embed = nn.Linear(2 * fourier_features, width)
         self.query_embed = nn.Linear(2 * fourier_features, width)
