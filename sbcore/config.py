@@ -181,6 +181,10 @@ class TrainConfig:
     progress: bool = True
     #: a NaN/inf loss or gradient: ``stop`` the run (exit 1, no checkpoint of the bad step) or ``skip`` the step.
     nonfinite: Literal["stop", "skip"] = "stop"
+    #: start from another run's networks (its folder or a checkpoint file; EMA weights), `sbcore.train.init_from`.
+    init_from: str | None = None
+    #: this run's network name -> the other run's (default: the same names).
+    init_map: dict[str, str] = attrs.field(factory=dict)
 
     def __attrs_post_init__(self) -> None:
         if self.batch_size % self.grad_accum:

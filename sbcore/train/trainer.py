@@ -48,6 +48,7 @@ from sbcore.run import Run
 from sbcore.sampler.base import Callback, Trajectory
 from sbcore.seeding import derive_seeds
 from sbcore.train.ema import EMA
+from sbcore.train.init_from import init_networks
 
 if TYPE_CHECKING:
     from sbcore.metrics.translation import Evaluation
@@ -160,9 +161,13 @@ class Trainer(ABC):
         torch.manual_seed(seed)
 
     def _build_optimizer(self) -> None:
-        #: what the optimiser updates (and gradients are all-reduced and clipped over), listed once.
-        self.trainable = [p for p in self.networks.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(self.trainable, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        #: one optimiser parameter group per network (named), each clipped on its own (`clip_gradients`).
+        groups = [{"name": name, "params": [p for p in net.parameters() if p.requires_grad]}
+                  for name, net in self.networks.items()]
+        groups = [group for group in groups if group["params"]]
+        #: what the optimiser updates (and gradients are all-reduced over), listed once.
+        self.trainable = [p for group in groups for p in group["params"]]
+        self.optimizer = torch.optim.AdamW(groups, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         self.ema = EMA(self.networks, self.cfg.ema_decay)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.cfg.precision == "fp16")
 
@@ -190,8 +195,7 @@ class Trainer(ABC):
         signum = self._stop.signum if self._stop is not None else None
         self._stop_agreed = distributed.max_over_ranks(signum or 0, self.device)
         self.scaler.unscale_(self.optimizer)
-        clip = self.cfg.grad_clip if self.cfg.grad_clip is not None else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable, clip)
+        grad_norm = self.clip_gradients()
         if not math.isfinite(total) or (not self.scaler.is_enabled() and not math.isfinite(float(grad_norm))):
             return self._nonfinite(total, float(grad_norm))
         self.scaler.step(self.optimizer)
@@ -200,6 +204,13 @@ class Trainer(ABC):
         self.ema.update()  # on every rank (weights are identical), so every rank can sample for evaluation
         self.step += 1
         return {"loss": total, "grad_norm": float(grad_norm), "lr": self.optimizer.param_groups[0]["lr"]}
+
+    def clip_gradients(self) -> Tensor:
+        """Clip each network's gradient norm to `train.grad_clip` on its own, so two networks trained in one
+        run (forward and backward) never share a clip budget; returns the norm over all of them, before clipping."""
+        clip = self.cfg.grad_clip if self.cfg.grad_clip is not None else math.inf
+        norms = [torch.nn.utils.clip_grad_norm_(group["params"], clip) for group in self.optimizer.param_groups]
+        return torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros(())
 
     def _nonfinite(self, loss: float, grad_norm: float) -> dict[str, float]:
         """A NaN/inf loss or gradient: drop the step's gradients, then stop or skip (`train.nonfinite`)."""
@@ -226,6 +237,9 @@ class Trainer(ABC):
         self.setup()
         for net in self.networks.values():
             _registered_name(self.run, type(net))
+        if self.cfg.init_from is not None:
+            path = init_networks(self.networks, self.cfg.init_from, self.cfg.init_map)
+            self.run.echo(f"init_from: networks loaded from {path}")
         self._prepared = True
 
     def fit(self) -> dict[str, Any]:

@@ -25,7 +25,7 @@ import torch
 
 from sb_dsbm.metrics import gaussian_report
 from sbcore.config import ConfigError, merge, parse_overrides, read_yaml_file, structure_config
-from sbcore.evaluation import gaussian_sb
+from sbcore.metrics.gaussian import GaussianSB
 from sbcore.plugins import get_plugins
 from sbcore.run import Run, choose_device, run_dir_for
 
@@ -39,9 +39,10 @@ USAGE = ("sbcore bench gaussian plugin=dsbm [method=imf,ipf,bm,sbcfm,rf] [dims=5
 DEFAULTS: dict[str, Any] = {
     "plugin": "dsbm",
     "data": {"x0": {"source": "gaussian", "dim": 5, "mean": -0.1}, "x1": {"source": "gaussian", "dim": 5, "mean": 0.1}},
-    "method": {"variant": "imf", "sigma": 1.0, "fb_sequence": ["backward", "forward"], "inner_iters": 10000,
+    "method": {"variant": "imf", "fb_sequence": ["backward", "forward"], "inner_iters": 10000,
                "outer_iters": 40, "cache_size": 10000, "refresh_every": 78, "reset_optimizer": True,
                "loss_weight": "uniform", "loss_reduction": "sum", "t_epsilon": 0.001},
+    "process": {"kind": "brownian", "sigma": 1.0},
     "network": {"kind": "mlp", "hidden": 256, "layers": 2},
     "train": {"batch_size": 128, "lr": 1.0e-4, "ema_decay": 0.0, "grad_clip": None, "log_every": 500,
               "eval_samples": 10000, "threads": 1},
@@ -82,7 +83,8 @@ def job_config(base: dict[str, Any], overrides: dict[str, Any], variant: str, di
     raw = merge(raw, overrides)
     method = dict(raw["method"], variant=variant)
     if variant == "rf":
-        method.update(sigma=0.0, fb_sequence=["backward"])
+        method.update(fb_sequence=["backward"])
+        raw["process"] = {"kind": "brownian", "sigma": 0.0}
     if variant in SINGLE_COUPLING:
         first = method.get("first_inner_iters") or method["inner_iters"]
         stages = method.get("first_stages", 1)
@@ -107,7 +109,8 @@ def run_job(raw: dict[str, Any], sigma: float, n: int) -> dict[str, Any]:
     started = time.perf_counter()
     trainer.fit()
     seconds = time.perf_counter() - started
-    sb = gaussian_sb(trainer, sigma)
+    x0, x1 = trainer.sources["x0"], trainer.sources["x1"]
+    sb = GaussianSB(x0.mean, x0.cov, x1.mean, x1.cov, sigma)
     with torch.random.fork_rng(), trainer.ema_weights():
         report = gaussian_report(trainer, sb, n, seed=config.seed + 777)
     return {"variant": config.method.variant, "dim": sb.dim, "seed": config.seed, "steps": trainer.step,
@@ -196,7 +199,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     dims, seeds = _ints(opts.get("dims", "5,20,50")), _ints(opts.get("seeds", "0"))
     n, a, jobs = int(opts.get("n", 10000)), float(opts.get("a", 0.1)), int(opts.get("jobs", 1))
     out = Path(opts.get("out", "runs/bench_gaussian"))
-    sigma = float(merge(base, overrides)["method"]["sigma"])
+    process = merge(base, overrides)["process"]
+    if process.get("kind") != "brownian":
+        raise ConfigError([f"the Gaussian benchmark's reference is process.kind=brownian, got {process.get('kind')!r}"])
+    sigma = float(process.get("sigma", 1.0))
     raws = [job_config(base, overrides, v, d, s, a, out) for v in variants for d in dims for s in seeds]
     plugins = get_plugins()
     for raw in raws:  # every config is validated before the first run starts

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from sbcore.metrics.gaussian import GaussianSB, kl_fit_floor, marginal_kl_slices
-from sbcore.process.base import Direction
+from sbcore.process.base import ENDS, Direction
 from sbcore.seeding import derive_seeds
 
 if TYPE_CHECKING:
@@ -65,10 +65,9 @@ def gaussian_report(trainer: Trainer, sb: GaussianSB, n: int, seed: int = 0) -> 
     torch.manual_seed(torch_seed)
     out: dict[str, Any] = {}
     for direction in trainer.directions:
-        start_side = "x0" if direction == "forward" else "x1"
-        x_start = trainer.draw(start_side, n, generator)
+        x_start = trainer.draw(ENDS[direction][0], n, generator)
         traj = trainer.sample(direction, x_start, return_path=True)
-        times = trainer.process.time_grid(traj.path.shape[0] - 1, direction)
+        times = trainer.sampler.time_grid(trainer.process, direction, traj.path.shape[0] - 1)
         for key, value in path_metrics(sb, direction, x_start, traj.x, traj.path, times).items():
             out[f"{direction}/{key}"] = value
     return out

@@ -1,11 +1,11 @@
-"""Hook implementations: the `dsbm` method, the `reference` coupling and the `bench` command."""
+"""Hook implementations: the `dsbm` method and the `bench` command."""
 
 from __future__ import annotations
 
 import argparse
 
 from sb_dsbm.bench import add_command
-from sb_dsbm.method import DSBM, ReferenceCoupling
+from sb_dsbm.method import DSBM
 from sbcore import hookimpl
 from sbcore.registry import Registry
 
@@ -13,7 +13,6 @@ from sbcore.registry import Registry
 @hookimpl
 def sbcore_register(registry: Registry) -> None:
     registry.add("method", "dsbm", DSBM)
-    registry.add("coupling", "reference", ReferenceCoupling)
 
 
 @hookimpl

@@ -30,7 +30,7 @@ def test_budgets_are_matched(tmp_path, variant):
     if variant in ("bm", "sbcfm"):
         assert (config.method.outer_iters, config.method.fb_sequence) == (1, ("backward",))
     if variant == "rf":
-        assert config.method.sigma == 0 and config.method.fb_sequence == ("backward",)
+        assert config.process.params == {"sigma": 0.0} and config.method.fb_sequence == ("backward",)
 
 
 def test_summary_and_table():

@@ -1,13 +1,14 @@
-"""The half-iteration schedule as a function of the global step, and the method's config checks."""
+"""The `dsbm` method section: variant checks against the run's process, derived steps, directions."""
 
 from __future__ import annotations
 
 import pytest
+import torch
 import yaml
-from sb_dsbm.schedule import Schedule
 
 from sbcore.config import ConfigError, make_converter, merge, structure_config
 from sbcore.plugins import create_plugins
+from sbcore.run import Run
 
 
 @pytest.fixture(scope="module")
@@ -15,59 +16,53 @@ def plugins():
     return create_plugins()
 
 
-def test_stages_follow_the_step():
-    s = Schedule(("backward", "forward"), inner_iters=3, outer_iters=5, first_inner_iters=5, first_stages=2)
-    # stages: 0 b [0,5) first, 1 f [5,10) first, 2 b [10,13), 3 f [13,16), 4 b [16,19)
-    assert s.total_steps == 19
-    expected = [(0, "backward", True)] * 5 + [(1, "forward", True)] * 5 + [(2, "backward", False)] * 3 \
-        + [(3, "forward", False)] * 3 + [(4, "backward", False)] * 3
-    got = [(st.index, st.direction, st.first) for st in map(s.stage_at, range(19))]
-    assert got == expected
-    assert (s.stage_at(13).start, s.stage_at(13).stop) == (13, 16)
-    assert s.stage_at(19).index == 4 and s.stage_at(10**6).index == 4  # past the end: the last stage
-
-
-def test_open_ended_schedule_and_single_direction():
-    s = Schedule(("backward",), inner_iters=4)
-    assert s.total_steps is None
-    assert [s.stage_at(k).index for k in (0, 3, 4, 39, 40)] == [0, 0, 1, 9, 10]
-    assert {s.stage_at(k).direction for k in range(40)} == {"backward"}
-
-
-@pytest.mark.parametrize("kwargs, message", [
-    ({"fb_sequence": ()}, "fb_sequence"),
-    ({"fb_sequence": ("b",)}, "fb_sequence"),
-    ({"inner_iters": 0}, "inner_iters"),
-    ({"outer_iters": 0}, "outer_iters"),
-    ({"first_stages": 0}, "first_stages"),
-])
-def test_schedule_rejects_bad_values(kwargs, message):
-    args = {"fb_sequence": ("backward", "forward"), "inner_iters": 2, **kwargs}
-    with pytest.raises(ValueError, match=message):
-        Schedule(**args)
-
-
-def _raw(method):
-    return {"plugin": "dsbm", "data": {"x0": {"source": "gaussian", "dim": 2}, "x1": {"source": "gaussian", "dim": 2}},
-            "method": method}
+def _raw(method, process=None):
+    raw = {"plugin": "dsbm", "data": {"x0": {"source": "gaussian", "dim": 2}, "x1": {"source": "gaussian", "dim": 2}},
+           "method": method}
+    return raw if process is None else {**raw, "process": process}
 
 
 @pytest.mark.parametrize("method, message", [
-    ({"variant": "rf", "sigma": 1.0}, "sigma: 0"),
     ({"variant": "ipf", "first_stages": 2}, "first_stages: 1"),
-    ({"variant": "imf", "sigma": 0.0, "loss_weight": "bridge_variance"}, "bridge_variance"),
     ({"variant": "dsb"}, "variant"),
     ({"fb_sequence": ["sideways"]}, "fb_sequence"),
+    ({"variant": "sbcfm", "coupling": "exact_ot"}, "leave method.coupling unset"),
+    ({"sigma": 1.0}, "method.sigma moved to the process section"),
 ])
 def test_config_errors_name_the_problem(plugins, method, message):
     with pytest.raises(ConfigError, match=message):
         structure_config(_raw(method), plugins.registry)
 
 
-def test_config_derives_first_coupling_and_networks(plugins):
-    sbcfm = structure_config(_raw({"variant": "sbcfm", "sigma": 0.5, "fb_sequence": ["backward"]}), plugins.registry)
-    assert sbcfm.method.coupling.kind == "sinkhorn" and sbcfm.method.coupling.params == {"reg": 0.5}
-    assert sbcfm.method.directions == ("backward",)
+def _setup(plugins, tmp_path, method, process):
+    config = structure_config(_raw(method, process), plugins.registry)
+    trainer = plugins.registry.get("method", "dsbm")(Run(config=config, dir=tmp_path, plugins=plugins,
+                                                        device=torch.device("cpu")))
+    trainer.setup()
+    return trainer
+
+
+@pytest.mark.parametrize("method, process, message", [
+    ({"variant": "rf"}, {"kind": "brownian", "sigma": 1.0}, "sigma: 0"),
+    ({"variant": "ipf"}, {"kind": "brownian", "sigma": 0.0}, "sigma > 0"),
+    ({"variant": "sbcfm"}, {"kind": "scheduled", "schedule": "symmetric"}, "sigma > 0"),
+    ({"variant": "imf", "loss_weight": "bridge_variance"}, {"kind": "brownian", "sigma": 0.0}, "bridge_variance"),
+])
+def test_variant_checks_ask_the_process(plugins, tmp_path, method, process, message):
+    with pytest.raises(ValueError, match=message):
+        _setup(plugins, tmp_path, method, process)
+
+
+def test_sbcfm_regulariser_is_two_sigma_squared_of_the_process(plugins, tmp_path):
+    trainer = _setup(plugins, tmp_path, {"variant": "sbcfm", "fb_sequence": ["backward"]},
+                     {"kind": "brownian", "sigma": 0.5})
+    assert trainer.coupling.reg == 0.5 and trainer.directions == ("backward",)
+    explicit = _setup(plugins, tmp_path, {"variant": "sbcfm", "sinkhorn_reg": 0.3}, {"kind": "brownian", "sigma": 0.5})
+    assert explicit.coupling.reg == 0.3
+    # constant beta is the Brownian reference with sigma^2 = beta
+    scheduled = _setup(plugins, tmp_path, {"variant": "sbcfm"},
+                       {"kind": "scheduled", "schedule": "constant", "beta_max": 0.25})
+    assert scheduled.coupling.reg == pytest.approx(0.5)
     imf = structure_config(_raw({"fb_sequence": ["forward", "backward", "forward"]}), plugins.registry)
     assert imf.method.coupling.kind == "independent" and imf.method.directions == ("forward", "backward")
 

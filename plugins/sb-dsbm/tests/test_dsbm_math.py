@@ -1,4 +1,5 @@
-"""DSBM-specific mathematics: loss weights, first couplings (IPF vs IMF), the cache refresh order, resume."""
+"""DSBM on the core's alternating training: loss weights, first couplings (IPF vs IMF), the cache refresh
+order, the frozen teacher, resume."""
 
 from __future__ import annotations
 
@@ -7,16 +8,16 @@ import shutil
 import pytest
 import torch
 from safetensors.torch import load_file
-from sb_dsbm.method import DSBM, ReferenceCoupling, dsbm_loss
+from sb_dsbm.method import DSBM, ReferenceCoupling
 
-from sbcore.train.bridge_matching import NETWORK_NAME
 from sbcore.config import structure_config
-from sbcore.coupling.model import ModelCoupling
+from sbcore.coupling.cache import SimulationCache
 from sbcore.io import checkpoint as ckpt
 from sbcore.launch.local import run_local
 from sbcore.plugins import create_plugins
 from sbcore.process.brownian import BrownianBridge
 from sbcore.run import Run
+from sbcore.train.bridge_matching import NETWORK_NAME, bridge_matching_loss
 
 torch.set_num_threads(1)
 
@@ -26,12 +27,13 @@ def plugins():
     return create_plugins()
 
 
-def raw_config(tmp_path, method=None, **train):
+def raw_config(tmp_path, method=None, sigma=1.0, **train):
     return {
         "plugin": "dsbm", "name": "t", "out": str(tmp_path / "runs"), "seed": 5,
         "data": {"x0": {"source": "gaussian", "dim": 2, "mean": -1.0},
                  "x1": {"source": "gaussian", "dim": 2, "mean": 1.0}},
         "method": {"inner_iters": 4, "outer_iters": 3, "cache_size": 16, "refresh_every": 2, **(method or {})},
+        "process": {"kind": "brownian", "sigma": sigma},
         "network": {"kind": "mlp", "hidden": 16, "layers": 1, "time_dim": 4},
         "train": {"batch_size": 8, "lr": 1e-2, "ema_decay": 0.5, "log_every": 100, "eval_samples": 64,
                   "progress": False, **train},
@@ -40,9 +42,9 @@ def raw_config(tmp_path, method=None, **train):
     }
 
 
-def make_trainer(tmp_path, plugins, method=None, **train) -> DSBM:
+def make_trainer(tmp_path, plugins, method=None, sigma=1.0, **train) -> DSBM:
     """A trainer ready to step, as `Trainer.fit` prepares it."""
-    config = structure_config(raw_config(tmp_path, method, **train), plugins.registry)
+    config = structure_config(raw_config(tmp_path, method, sigma, **train), plugins.registry)
     trainer = DSBM(Run(config=config, dir=tmp_path, plugins=plugins, device=torch.device("cpu")))
     trainer._seed()
     trainer.setup()
@@ -67,13 +69,13 @@ def test_bridge_variance_weight_tames_the_target_noise(direction, t):
     tt = torch.full((n,), t, dtype=torch.float64)
     s = t if direction == "forward" else 1 - t
     torch.manual_seed(0)
-    uniform = dsbm_loss(Zero(), process, zeros, zeros, tt, direction, "uniform", "sum")
+    uniform = bridge_matching_loss(Zero(), process, zeros, zeros, tt, direction, "drift", "uniform", "sum")
     torch.manual_seed(0)
-    weighted = dsbm_loss(Zero(), process, zeros, zeros, tt, direction, "bridge_variance", "sum")
+    weighted = bridge_matching_loss(Zero(), process, zeros, zeros, tt, direction, "drift", "bridge_variance", "sum")
     assert uniform.item() == pytest.approx(d * sigma**2 * s / (1 - s), rel=0.02)
     assert weighted.item() == pytest.approx(d * sigma**4 * s, rel=0.02)
     torch.manual_seed(0)
-    mean = dsbm_loss(Zero(), process, zeros, zeros, tt, direction, "bridge_variance", "mean")
+    mean = bridge_matching_loss(Zero(), process, zeros, zeros, tt, direction, "drift", "bridge_variance", "mean")
     assert mean.item() == pytest.approx(weighted.item() / d, rel=1e-6)
 
 
@@ -94,7 +96,8 @@ def test_weighted_and_uniform_losses_have_the_same_target():
     net.target = process.drift_target(x0, x1, x_t, t, "forward")
     for weighting in ("uniform", "bridge_variance"):
         torch.manual_seed(1)
-        assert dsbm_loss(net, process, x0, x1, t, "forward", weighting).item() == pytest.approx(0.0, abs=1e-20)
+        loss = bridge_matching_loss(net, process, x0, x1, t, "forward", "drift", weighting)
+        assert loss.item() == pytest.approx(0.0, abs=1e-20)
 
 
 # ---- first couplings ----------------------------------------------------------------------------
@@ -108,24 +111,26 @@ def _moments(x0, x1):
 def test_reference_coupling_is_q01_from_either_side():
     torch.manual_seed(0)
     data = torch.randn(100_000, 2) * 2 + 1
-    pair = ReferenceCoupling(sigma=0.5, anchor="x0")(x0=data)
+    pair = ReferenceCoupling(BrownianBridge(0.5), anchor="x0")(x0=data)
     assert torch.equal(pair.x0, data)
     torch.testing.assert_close((pair.x1 - pair.x0).std(0), torch.full((2,), 0.5), atol=0.01, rtol=0)
-    mirror = ReferenceCoupling(sigma=0.5, anchor="x1")(x1=data)
+    mirror = ReferenceCoupling(BrownianBridge(0.5), anchor="x1")(x1=data)
     assert torch.equal(mirror.x1, data)
     torch.testing.assert_close((mirror.x0 - mirror.x1).std(0), torch.full((2,), 0.5), atol=0.01, rtol=0)
     with pytest.raises(ValueError, match="needs the x1 batch"):
-        ReferenceCoupling(anchor="x1")(x0=data)
+        ReferenceCoupling(BrownianBridge(1.0), anchor="x1")(x0=data)
+    with pytest.raises(ValueError, match="sigma > 0"):
+        ReferenceCoupling(BrownianBridge(0.0))
 
 
 @pytest.mark.parametrize("variant", ["imf", "ipf", "bm", "sbcfm"])
 def test_first_coupling_of_each_variant(tmp_path, plugins, variant):
     """IMF/bm: pi0 x pi1 (Cov 0); IPF: Q01 from pi0 (x1 = x0 + sigma xi, Cov = Var x0 = 1, mean -1);
     sbcfm: minibatch Sinkhorn at reg 2 sigma^2 (positive Cov, both marginals kept)."""
-    trainer = make_trainer(tmp_path, plugins, {"variant": variant, "sigma": 1.0}, batch_size=512)
+    trainer = make_trainer(tmp_path, plugins, {"variant": variant}, batch_size=512)
     stage = trainer.schedule.stage_at(0)
     trainer.enter_stage(stage)
-    assert trainer.model_coupling is None and stage.direction == "backward"
+    assert trainer.teacher is None and trainer.cache is None and stage.direction == "backward"
     x0, x1 = map(torch.cat, zip(*(trainer.stage_pairs(stage, 512) for _ in range(20)), strict=True))
     m0, m1, v1, c = _moments(x0, x1)
     torch.testing.assert_close(m0, torch.full((2,), -1.0), atol=0.05, rtol=0)
@@ -145,7 +150,7 @@ def test_first_coupling_of_each_variant(tmp_path, plugins, variant):
 # ---- cache refresh order ----------------------------------------------------------------------------
 
 
-def fit(tmp_path, plugins, monkeypatch, method, after_step=None, **train) -> dict:
+def fit(tmp_path, plugins, monkeypatch, method, after_step=None, sigma=1.0, **train) -> dict:
     """Train a tiny run; `after_step(trainer)` sees the trainer after every optimisation step."""
     holder = {}
     original = DSBM.train_step
@@ -158,7 +163,7 @@ def fit(tmp_path, plugins, monkeypatch, method, after_step=None, **train) -> dic
         return out
 
     monkeypatch.setattr(DSBM, "train_step", train_step)
-    run_local(structure_config(raw_config(tmp_path, method, **train), plugins.registry), None, plugins)
+    run_local(structure_config(raw_config(tmp_path, method, sigma, **train), plugins.registry), None, plugins)
     return holder
 
 
@@ -166,20 +171,21 @@ def test_cache_is_made_by_the_previous_stage_ema_network(tmp_path, plugins, monk
     """Stage n's pairs come from stage n-1's direction, simulated with its EMA weights frozen at the stage
     boundary, rebuilt on the first batch and then every `refresh_every` steps."""
     events = []
-    original = ModelCoupling.refresh
+    original = SimulationCache.refresh
 
     def spy(self):
         trainer = holder["trainer"]
-        name = NETWORK_NAME[self.direction]
+        direction = trainer.teacher_direction(trainer.stage)
+        name = NETWORK_NAME[direction]
         shadow = {k[len(name) + 1:]: v for k, v in trainer.ema.shadow.items() if k.startswith(name + ".")}
         raw = trainer.networks[name].state_dict()
         teacher = trainer.teacher.state_dict()
-        events.append((trainer.step, trainer.stage.index, self.direction,
+        events.append((trainer.step, trainer.stage.index, direction,
                        all(torch.equal(teacher[k], shadow[k]) for k in teacher),
                        any(not torch.equal(teacher[k], raw[k]) for k in teacher)))
         original(self)
 
-    monkeypatch.setattr(ModelCoupling, "refresh", spy)
+    monkeypatch.setattr(SimulationCache, "refresh", spy)
     holder = {}
     fit(tmp_path, plugins, monkeypatch, {"variant": "imf"},
         after_step=lambda trainer: holder.setdefault("trainer", trainer))
@@ -200,14 +206,14 @@ def test_single_direction_teacher_is_a_frozen_copy(tmp_path, plugins, monkeypatc
         if trainer.step == 7:
             seen["later"] = trainer.teacher.state_dict()
             seen["live"] = trainer.networks[NETWORK_NAME["backward"]].state_dict()
-            seen["cache"] = trainer.model_coupling.cache
-            seen["direction"] = trainer.model_coupling.direction
+            seen["cache"] = trainer.cache.rows
+            seen["direction"] = trainer.teacher_direction(trainer.stage)
 
-    fit(tmp_path, plugins, monkeypatch, {"variant": "rf", "sigma": 0.0, "fb_sequence": ["backward"]}, after_step)
+    fit(tmp_path, plugins, monkeypatch, {"variant": "rf", "fb_sequence": ["backward"]}, after_step, sigma=0.0)
     assert seen["direction"] == "backward"
     assert all(torch.equal(seen["teacher"][k], v) for k, v in seen["later"].items())
     assert any(not torch.equal(seen["teacher"][k], seen["live"][k]) for k in seen["live"])
-    torch.testing.assert_close(seen["cache"].x1.mean(0), torch.ones(2), atol=0.6, rtol=0)  # data side N(1, I)
+    torch.testing.assert_close(seen["cache"]["x1"].mean(0), torch.ones(2), atol=0.6, rtol=0)  # data side N(1, I)
 
 
 def test_staged_ema_freezes_the_idle_network(tmp_path, plugins, monkeypatch):
