@@ -1,15 +1,27 @@
-"""The ``sbcore`` command line: run | sample | config | plugins (plugins may add more)."""
+"""The ``sbcore`` command line: run | sample | config | plugins (plugins may add more).
+
+`main` is the one error boundary: sbcore's expected failures (`sbcore.errors`, config and
+component errors, missing files, I/O) end as a few lines on stderr with exit status 2 (user error)
+or 1 (a run that failed); a traceback only with ``--debug`` or ``SBCORE_DEBUG=1``. Anything else
+is a bug and keeps its traceback. Plugins load only when the command needs them, so ``--version``
+and the core commands' ``--help`` are fast.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import traceback
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from sbcore import __version__
 from sbcore.config import ConfigError, merge, parse_overrides, read_yaml_file, structure_config
+from sbcore.errors import SbcoreError
 from sbcore.plugins import Plugins, get_plugins
 from sbcore.registry import UnknownComponentError
 
@@ -54,21 +66,51 @@ def cmd_config(args: argparse.Namespace) -> int:
     config = structure_config(merge(base, raw), plugins.registry)
     from sbcore.config import make_converter
 
-    print(yaml.safe_dump(make_converter(plugins.registry).unstructure(config), sort_keys=False), end="")
+    print(yaml.safe_dump(_with_defaults(config, make_converter(plugins.registry), plugins), sort_keys=False), end="")
     return 0
 
 
+def _with_defaults(config: Any, conv: Any, plugins: Plugins) -> dict[str, Any]:
+    """The config as a dict in which every component shows all its constructor parameters and defaults."""
+    import attrs
+
+    from sbcore.config import Component, schema_for
+
+    def full(component: Component) -> dict[str, Any]:
+        schema = schema_for(plugins.registry.get(component.registry_kind, component.kind))
+        params = {a.name: a.default for a in attrs.fields(schema) if a.default is not attrs.NOTHING}
+        return {component.tag: component.kind, **_plain(conv.unstructure({**params, **component.params}))}
+
+    conv.register_unstructure_hook_func(lambda t: isinstance(t, type) and issubclass(t, Component), full)
+    return conv.unstructure(config)
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists and anything YAML cannot show as its text."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value if value is None or isinstance(value, (str, int, float, bool)) else str(value)
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
+    from sbcore.data.pipes import check_run_pipes
     from sbcore.sample import sample_command
 
+    run = next((item.split("=", 1)[1] for item in args.items if item.startswith("run=")), None)
+    if run is not None:
+        check_run_pipes(Path(run))
     return sample_command(args.items)
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
+    if args.items:
+        raise ConfigError([f"sbcore plugins takes no arguments, got {args.items}"])
     plugins = get_plugins()
     for name, info in plugins.infos.items():
         if info.error:
-            print(f"{name} ({info.distribution} {info.version}): FAILED TO LOAD: {info.error}")
+            print(f"{info.name} ({info.distribution} {info.version}): FAILED TO LOAD: {info.error}")
             continue
         print(f"{name} ({info.distribution} {info.version})")
         hooks = plugins.hooks_of(name)
@@ -80,41 +122,84 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 # ---- entry point -----------------------------------------------------------------------------
 
+#: the core's commands: (name, handler, one-line help, what its items are).
+COMMANDS = [
+    ("run", cmd_run, f"train a method: {USAGE_RUN}",
+     "CONFIG.yaml (at most one) and key.sub=value overrides of any config key (see `sbcore config plugin=NAME`); "
+     "plugin=NAME is the method's name as `sbcore plugins` lists it; resume=true continues the run folder "
+     "out/name from its newest checkpoint, resume=force also accepts a changed network, method, process or data"),
+    ("sample", cmd_sample, "sample a trained run or translate your inputs: "
+                           "sbcore sample run=DIR (n=N | input=FILE_OR_FOLDER) out=FILE.npz",
+     "run=DIR n=N out=FILE.npz direction=forward|backward steps=K path=true|false seed=S input=FILE_OR_FOLDER "
+     "device=auto|cpu|cuda, and options the run's method adds"),
+    ("config", cmd_config, "print the full default config: sbcore config plugin=NAME",
+     "plugin=NAME and key.sub=value overrides; prints every key with its default, every component's parameters"),
+    ("plugins", cmd_plugins, "list plugins, their hooks and components", "(none)"),
+]
+
 
 def build_parser(plugins: Plugins | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sbcore", description="Schrödinger and diffusion bridges.")
+    """The core's commands, plus those of `plugins` when given (``sbcore_add_commands``)."""
+    parser = argparse.ArgumentParser(prog="sbcore", description="Schrödinger and diffusion bridges.",
+                                     epilog="--debug (or SBCORE_DEBUG=1) shows the traceback of an error.")
     parser.add_argument("--version", action="version", version=f"sbcore {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, fn, helptext in [
-        ("run", cmd_run, f"train a method: {USAGE_RUN}"),
-        ("sample", cmd_sample, "sample a trained run or translate your inputs: "
-                               "sbcore sample run=DIR (n=N | input=FILE_OR_FOLDER) out=FILE.npz"),
-        ("config", cmd_config, "print the full default config: sbcore config plugin=NAME"),
-        ("plugins", cmd_plugins, "list plugins, their hooks and components"),
-    ]:
+    for name, fn, helptext, items in COMMANDS:
         p = sub.add_parser(name, help=helptext, description=helptext)
-        p.add_argument("items", nargs="*", help="CONFIG.yaml and key.sub=value items")
+        p.add_argument("items", nargs="*", help=items)
         p.set_defaults(handler=fn)
     if plugins is not None:
         plugins.hook.sbcore_add_commands(subparsers=sub)
     return parser
 
 
+def _expected(exc: BaseException) -> tuple[int, str] | None:
+    """(exit status, message) of an expected failure; None for a bug (keeps its traceback)."""
+    if isinstance(exc, SbcoreError):
+        return exc.exit_code, str(exc)
+    if isinstance(exc, (ConfigError, UnknownComponentError)):
+        return 2, str(exc)
+    if isinstance(exc, OSError) and exc.filename is not None:
+        user = isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError,
+                                FileExistsError))
+        return (2 if user else 1), f"{exc.filename}: {exc.strerror or exc}"
+    if isinstance(exc, OSError):
+        return 1, f"I/O error: {exc}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("SBCORE_DEBUG", "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
+    from sbcore.launch.signals import Preempted
+
     try:
-        plugins = get_plugins()
+        command = next((a for a in argv if not a.startswith("-")), None)
+        core = command in {name for name, *_ in COMMANDS} or argv[:1] == ["--version"]
+        plugins = None if core else get_plugins()
         args = build_parser(plugins).parse_args(argv)
+        if args.command != "plugins":
+            for name, error in get_plugins().failed().items():
+                print(f"sbcore: warning: plugin {name} failed to load and is left out: {error}", file=sys.stderr)
         return int(args.handler(args) or 0)
-    except ConfigError as exc:
-        print(f"sbcore: {exc}", file=sys.stderr)
-        return 2
-    except UnknownComponentError as exc:
-        print(f"sbcore: {exc}", file=sys.stderr)
-        return 2
+    except Preempted as exc:
+        name = signal.Signals(exc.signum).name
+        print(f"sbcore: stopped by {name} at step {exc.step} with a checkpoint; continue with resume=true",
+              file=sys.stderr)
+        return int(exc.code)
     except KeyboardInterrupt:
         print("sbcore: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        expected = _expected(exc)
+        if expected is None:
+            raise
+        if debug:
+            traceback.print_exception(exc)
+        print(f"sbcore: {expected[1]}", file=sys.stderr)
+        return expected[0]
 
 
 if __name__ == "__main__":

@@ -156,7 +156,7 @@ class DataConfig:
 
 
 def _positive(_: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if value <= 0:
+    if not value > 0:  # NaN too
         raise ValueError(f"'{attribute.name}' must be > 0, got {value!r}")
 
 
@@ -414,7 +414,13 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         if "=" not in item:
             raise ConfigError([f"override {item!r} is not of the form key.sub=value"])
         key, text = item.split("=", 1)
-        set_override(tree, key.strip(), load_yaml(text) if text != "" else "")
+        try:
+            value = load_yaml(text) if text != "" else ""
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ConfigError([f"override {item!r}: the value is not valid YAML ({problem}); "
+                               "quote it or fix the brackets"]) from None
+        set_override(tree, key.strip(), value)
     return tree
 
 
@@ -438,9 +444,11 @@ def read_yaml_file(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError([f"config file not found: {path}"])
     try:
-        raw = load_yaml(path.read_text())
+        raw = load_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError([f"{path}: not valid YAML: {exc}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"]) from None
     if raw is None:
         return {}
     if not isinstance(raw, dict):

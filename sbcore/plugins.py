@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.metadata as md
 import os
@@ -60,9 +61,11 @@ def _allowed() -> set[str] | None:
 def create_plugins(extra: list[Any] | tuple[Any, ...] = ()) -> Plugins:
     """Build a fresh manager: built-ins, then installed entry points, then `extra` objects.
 
-    A plugin that raises on import is recorded with its error and the rest still load.
-    ``SBCORE_PLUGINS=a,b`` restricts which entry-point plugins load (built-ins always do).
-    A hook implementation whose name matches no spec fails loudly (``check_pending``).
+    A third-party plugin that fails -- it raises on import, implements a hook that does not exist,
+    raises in ``sbcore_register``, registers a name another plugin took, or takes an entry-point
+    name another distribution took -- is recorded with its error and left out whole; the rest load.
+    ``SBCORE_PLUGINS=a,b`` restricts which entry-point plugins load (built-ins always do). Built-ins
+    and `extra` objects are not tolerated: their mistakes are errors.
     """
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
@@ -78,15 +81,19 @@ def create_plugins(extra: list[Any] | tuple[Any, ...] = ()) -> Plugins:
         dist_version = ep.dist.version if ep.dist else "?"
         if allowed is not None and ep.name not in allowed:
             continue
-        if ep.name in infos:
-            other = infos[ep.name].distribution
-            infos[ep.name].error = f"plugin name {ep.name!r} provided by both {other!r} and {dist!r}"
+        if ep.name in infos:  # the one that loaded keeps the name; the other is reported under its distribution
+            infos[f"{ep.name} ({dist})"] = PluginInfo(
+                ep.name, dist, dist_version,
+                error=f"entry-point name {ep.name!r} is already taken by {infos[ep.name].distribution!r}; not loaded")
             continue
         infos[ep.name] = PluginInfo(ep.name, dist, dist_version)
         try:
             pm.register(ep.load(), name=ep.name)
+            _check_hook_names(pm, ep.name)
         except Exception as exc:  # a broken plugin must not take the others down
             infos[ep.name].error = f"{type(exc).__name__}: {exc}"
+            if pm.get_plugin(ep.name) is not None:
+                pm.unregister(name=ep.name)
     for obj in extra:
         name = getattr(obj, "__name__", None) or type(obj).__name__
         pm.register(obj, name=name)
@@ -97,10 +104,66 @@ def create_plugins(extra: list[Any] | tuple[Any, ...] = ()) -> Plugins:
         impl = getattr(plugin, "sbcore_register", None)
         if impl is None:
             continue
-        registry.current_plugin = name
-        impl(registry=registry)
+        try:
+            _register(registry, name, impl)
+        except Exception as exc:
+            if infos[name].distribution in ("sbcore", "(registered in code)"):
+                raise
+            infos[name].error = f"sbcore_register failed: {type(exc).__name__}: {exc}"
+            pm.unregister(name=name)
     registry.current_plugin = "?"
     return Plugins(pm, registry, infos)
+
+
+def _check_hook_names(pm: pluggy.PluginManager, name: str) -> None:
+    """A hook implementation whose name matches no spec (a typo) is an error naming the closest hook."""
+    specs = [n for n in dir(hookspecs) if n.startswith("sbcore_")]
+    for caller in pm.get_hookcallers(pm.get_plugin(name)) or []:
+        if caller.has_spec():
+            continue
+        for impl in caller.get_hookimpls():
+            if impl.plugin_name == name and not impl.optionalhook:
+                close = difflib.get_close_matches(caller.name, specs, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"unknown hook {caller.name!r}{hint}")
+
+
+class _Staged:
+    """What one plugin's ``sbcore_register`` adds, applied to the registry only if the whole call succeeds."""
+
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+        self.kinds: list[tuple[str, str]] = []
+        self.items: list[tuple[str, str, Any]] = []
+
+    def add_kind(self, kind: str, description: str) -> None:
+        self.kinds.append((kind, description))
+
+    def add(self, kind: str, name: str, component: Any) -> Any:
+        self.items.append((kind, name, component))
+        return component
+
+    def __getattr__(self, attr: str) -> Any:  # reads (names, get, kinds ...) see the registry so far
+        return getattr(self._registry, attr)
+
+
+def _register(registry: Registry, name: str, impl: Any) -> None:
+    staged = _Staged(registry)
+    impl(registry=staged)
+    registry.current_plugin = name
+    for kind, description in staged.kinds:
+        if registry.kinds.get(kind, description) != description:
+            raise ValueError(f"component kind {kind!r} already exists: {registry.kinds[kind]}")
+    for kind, item, component in staged.items:
+        if kind not in registry.kinds and kind not in dict(staged.kinds):
+            raise ValueError(f"unknown component kind {kind!r}; known kinds: {sorted(registry.kinds)}")
+        owner = registry.owner(kind, item)
+        if owner is not None and registry.get(kind, item) is not component:
+            raise ValueError(f"{kind} {item!r} is registered twice: by {owner!r} and by {name!r}")
+    for kind, description in staged.kinds:
+        registry.add_kind(kind, description)
+    for kind, item, component in staged.items:
+        registry.add(kind, item, component)
 
 
 def _installed(dist: str) -> bool:

@@ -62,6 +62,10 @@ class Registry:
     def names(self, kind: str) -> list[str]:
         return sorted(self._items.get(kind, {}))
 
+    def owner(self, kind: str, name: str) -> str | None:
+        """The plugin that registered `name` as a `kind` (None when nobody did)."""
+        return self._owner.get((kind, name))
+
     def owned_by(self, plugin: str) -> dict[str, list[str]]:
         """Components a plugin registered, grouped by kind (for `sbcore plugins`)."""
         out: dict[str, list[str]] = defaultdict(list)

@@ -155,7 +155,7 @@ def test_damaged_shards_are_skipped_and_counted(tmp_path, shards):
 
 def test_pipe_urls_and_brace_patterns(shards):
     first = shards[2] % 0
-    x, labels = _one_pass(f"pipe:cat {first}", shuffle=0)
+    x, labels = _one_pass(f"pipe:cat {first}", shuffle=0, allow_pipe=True)
     assert len(x) == MAXCOUNT
     assert brace_urls("a/b-%04d.tar", 12) == "a/b-{0000..0011}.tar" and brace_urls("c-%d.tar", 1) == "c-0.tar"
 

@@ -46,6 +46,7 @@ from webdataset.writer import TarWriter
 
 from sbcore.data.base import PairedSource, Source
 from sbcore.data.memory import MemorySource, decode_affine, describe, hflip_rows
+from sbcore.data.pipes import check_pipes
 
 FORMAT = "sbcore-shards/1"
 ENCODINGS = ("npy", "png")
@@ -363,7 +364,7 @@ def expand_urls(urls: str | list[str]) -> list[str]:
 class ShardSource(Source, PairedSource):
     """Samples streamed from webdataset shards written by `sbcore shards write`.
 
-    urls: local paths, ``pipe:`` commands, brace patterns or a list of them.
+    urls: local paths, brace patterns or a list of them; ``pipe:`` commands only with `allow_pipe`.
     shuffle: shuffle-buffer size in samples, per worker (0 keeps file order and shard order).
     workers: DataLoader worker processes (0 reads in the training process).
     batch: rows per batch shipped from a worker; `sample(n)` concatenates or splits them as needed
@@ -372,6 +373,7 @@ class ShardSource(Source, PairedSource):
     strict: stop at the first unreadable shard instead of skipping it.
     seed: the stream's seed; null draws it from the generator of the first `sample` call.
     side: for paired shards, serve one side (x0 or x1) as an unpaired source.
+    allow_pipe: let ``pipe:`` URLs run their shell command (or ``SBCORE_ALLOW_PIPE=1``).
 
     Determinism: the stream is a function of (seed, rank, world size, workers, shuffle, batch), so
     the same config gives the same batches. `sample(n, generator)` returns the next n samples of the
@@ -381,21 +383,16 @@ class ShardSource(Source, PairedSource):
     """
 
     def __init__(
-        self,
-        urls: str | list[str] = "",
-        shuffle: int = 10_000,
-        workers: int = 0,
-        batch: int = 1024,
-        infinite: bool = True,
-        strict: bool = False,
-        seed: int | None = None,
-        side: str | None = None,
+        self, urls: str | list[str] = "", shuffle: int = 10_000, workers: int = 0, batch: int = 1024,
+        infinite: bool = True, strict: bool = False, seed: int | None = None, side: str | None = None,
+        allow_pipe: bool = False,
     ) -> None:
         if shuffle < 0 or workers < 0 or batch < 1:
             raise ValueError(f"expected shuffle >= 0, workers >= 0, batch >= 1; got {shuffle}, {workers}, {batch}")
         if side not in (None, "x0", "x1"):
             raise ValueError(f"side: expected x0, x1 or null, got {side!r}")
         self.urls = expand_urls(urls)
+        check_pipes(self.urls, allow_pipe)
         self.shuffle, self.workers, self.batch, self.infinite = shuffle, workers, batch, infinite
         self.strict, self.seed, self.side = strict, seed, side
         self.skipped: dict[str, str] = {}

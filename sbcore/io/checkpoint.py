@@ -27,6 +27,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
+from sbcore.errors import SbcoreError
 from sbcore.io.files import atomic_write
 from sbcore.network.base import build_network
 
@@ -35,8 +36,8 @@ _STEP = re.compile(r"^step_(\d+)\.safetensors$")
 DIGEST_KEY = "sbcore.crc32"
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be read; the message names the file."""
+class CheckpointError(SbcoreError, RuntimeError):
+    """A checkpoint that cannot be read or written; the message names the file."""
 
 
 def flatten(tree: Any, prefix: str = "") -> tuple[dict[str, torch.Tensor], Any]:
@@ -87,8 +88,14 @@ def save_checkpoint(
     metadata: dict[str, Any],
     state: Any,
 ) -> Path:
-    """Write the state file, then the weights file; returns the weights file's path."""
+    """Write the state file, then the weights file; returns the weights file's path.
+
+    Weights that are not finite are refused, so every checkpoint on disk is finite and pruning by
+    age always keeps the newest finite one."""
     path = folder / f"step_{step:08d}.safetensors"
+    bad = [k for k, t in weights.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise CheckpointError(f"step {step}: weights {', '.join(bad[:3])} are not finite; {path} not written")
     tensors, tree = flatten(state)
     atomic_save(tensors, {"state": json.dumps(tree)}, state_path(path))
     atomic_save(weights, {k: json.dumps(v) for k, v in metadata.items()}, path)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from sbcore.errors import require
 from sbcore.hookspecs import hookimpl
 from sbcore.log.common import PictureWatch, flatten_config, scalars
 
@@ -95,7 +96,7 @@ def _data_directory(path: Path):
 
 def open_run(project: str, mode: str, folder: Path, name: str, tags: list[str]) -> Any:
     """Start a neptune run (falling back to offline); python's `random` state is left untouched."""
-    import neptune
+    neptune = require("neptune", "neptune", "log.neptune.enabled")
 
     mode, reason = choose_mode(mode)
     kwargs = {"project": project, "name": name, "tags": tags, "capture_hardware_metrics": False,

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from sbcore.errors import require
 from sbcore.hookspecs import hookimpl
 from sbcore.log.common import PictureWatch, scalars
 
@@ -33,6 +34,7 @@ def _add_pictures(writer: Any, watch: PictureWatch, step: int) -> None:
 def sbcore_run_start(run: Any) -> None:
     if not (run.config.log.tensorboard.enabled and run.is_main) or run.dir in _open:
         return
+    require("tensorboard", "tensorboard", "log.tensorboard.enabled")  # torch's writer needs it
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(log_dir=str(run.dir / "tensorboard"))
