@@ -1,8 +1,9 @@
-"""Hook implementations: the `i2sb` process and sampler and the `corruption` component kind."""
+"""Hook implementations: the `i2sb` method, process and sampler, and the `corruption` component kind."""
 
 from __future__ import annotations
 
 from sb_i2sb.corruption import OPERATORS
+from sb_i2sb.method import I2SB
 from sb_i2sb.process import I2SBBridge
 from sb_i2sb.sampler import I2SBPosterior
 from sbcore import hookimpl
@@ -12,6 +13,7 @@ from sbcore.registry import Registry
 @hookimpl
 def sbcore_register(registry: Registry) -> None:
     registry.add_kind("corruption", "a degradation operator making (clean, degraded) pairs (sb_i2sb.corruption)")
+    registry.add("method", "i2sb", I2SB)
     registry.add("process", "i2sb", I2SBBridge)
     registry.add("sampler", "i2sb", I2SBPosterior)
     for name, operator in OPERATORS.items():

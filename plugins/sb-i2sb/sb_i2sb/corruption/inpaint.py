@@ -35,6 +35,11 @@ class Inpaint(Corruption):
     def masks(self, n: int, h: int, w: int, generator: torch.Generator | None) -> Tensor:
         """(n, 1, h, w) float masks, 1 = unknown."""
 
+    def mask_of(self, x1: Tensor) -> Tensor:
+        """The mask of degraded images given without one (e.g. a user's): their white pixels (1 in every
+        channel) are unknown. Known pixels that are white are then regenerated too."""
+        return (x1 >= 1).all(dim=1, keepdim=True).to(x1.dtype)
+
     def apply(self, x0: Tensor, generator: torch.Generator | None) -> Corrupted:
         mask = self.masks(x0.shape[0], *x0.shape[-2:], generator).to(device=x0.device, dtype=x0.dtype)
         return Corrupted(x0 * (1 - mask) + mask, mask)
@@ -49,6 +54,9 @@ class CenterMask(Inpaint):
         mask = torch.zeros(n, 1, h, w)
         mask[..., h // 4: 3 * h // 4, w // 4: 3 * w // 4] = 1
         return mask
+
+    def mask_of(self, x1: Tensor) -> Tensor:
+        return self.masks(x1.shape[0], *x1.shape[-2:], None).to(device=x1.device, dtype=x1.dtype)
 
 
 def _stroke(mask: Tensor, a: tuple[float, float], b: tuple[float, float], radius: float) -> None:
