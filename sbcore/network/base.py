@@ -25,7 +25,7 @@ class Network(nn.Module):
 
         @functools.wraps(init)
         def recording_init(self: Network, *args: Any, **kw: Any) -> None:
-            if type(self) is cls:  # record the outermost constructor only
+            if "_hparams" not in vars(self):  # the outermost constructor records, an inherited one too
                 bound = signature.bind(self, *args, **kw)
                 bound.apply_defaults()
                 object.__setattr__(self, "_hparams", {k: v for k, v in bound.arguments.items() if k != "self"})
