@@ -119,8 +119,9 @@ def _parse(name: str, value: str, kind: type) -> Any:
 def before_after(out: Path, inputs: Tensor, outputs: Tensor) -> Path | None:
     """The before/after picture beside `out`: image grids or a 2-D scatter (None for other data)."""
     picture = out.with_name(f"{out.stem}_grid.png")
-    if inputs.ndim == 4:
-        return plots.before_after_grid(picture, inputs, outputs)
+    if inputs.ndim == 4:  # inputs shown at the outputs' size when a plugin option changed it (a resolution)
+        shown = inputs if inputs.shape == outputs.shape else F.resize(inputs, list(outputs.shape[-2:]), antialias=True)
+        return plots.before_after_grid(picture, shown, outputs)
     if inputs.ndim == 2 and inputs.shape[1] >= 2:
         return plots.scatter_2d(picture, source=inputs[:, :2], generated=outputs[:, :2], title="inputs -> outputs")
     return None

@@ -3,6 +3,7 @@ the before/after grid, clear one-line errors, and plugin sample options."""
 
 from __future__ import annotations
 
+import attrs
 import numpy as np
 import pytest
 from PIL import Image
@@ -109,14 +110,16 @@ def test_plugin_sample_options_are_parsed_passed_and_unknown_ones_rejected(
 
     def sample(self, direction, x_start, resolution: int, **kwargs):
         seen.append(resolution)
-        return original(self, direction, x_start, **kwargs)
+        traj = original(self, direction, x_start, **kwargs)
+        return attrs.evolve(traj, x=traj.x.repeat_interleave(2, -1).repeat_interleave(2, -2))  # "at 56x56"
 
     monkeypatch.setattr(BridgeMatching, "sample", sample)
     monkeypatch.setattr("sbcore.sample.get_plugins", lambda: plugins)
     plugins.pm.register(ResolutionOption(), name="resolution")
     try:
-        assert main(["sample", *given, "resolution=64"]) == 0
-        assert seen == [64]
+        assert main(["sample", *given, "resolution=56"]) == 0
+        assert seen == [56] and np.load(tmp_path / "o.npz")["x1"].shape == (2, 1, 56, 56)
+        assert Image.open(tmp_path / "o_grid.png").size == (2 + 2 * 58, 2 + 2 * 58)  # inputs shown at 56x56
         assert main(["sample", *given, "resolution=big"]) == 2
         assert "resolution=big: expected int" in capsys.readouterr().err
         assert main(["sample", *given, "resolutoin=64"]) == 2
