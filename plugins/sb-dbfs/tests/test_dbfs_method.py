@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from sb_dbfs.method import DBFS
 from sb_dbfs.plugin import sbcore_sample_options
 
-from sbcore.config import ConfigError, structure_config
+from sbcore.config import ConfigError, read_yaml_file, structure_config
 from sbcore.launch.local import run_local
 from sbcore.plugins import create_plugins
 from sbcore.run import Run
@@ -70,13 +72,17 @@ def test_defaults_predict_the_end_with_the_mean_loss_and_t_max_is_checked(tmp_pa
 def test_three_stages_train_and_sample_at_a_finer_grid(tmp_path, plugins) -> None:
     """backward on independent pairs, forward on the backward teacher's cache, backward again; then the
     forward EMA network samples 64-point functions from 16-point training."""
-    config = structure_config(raw_config(tmp_path), plugins.registry)
+    config = structure_config(raw_config(tmp_path, {"eval_resolutions": [32]}), plugins.registry)
     run_local(config, None, plugins)
     trainer, meta = load_trainer(tmp_path / "runs" / "t")
     x0 = trainer.draw("x0", 5, torch.Generator().manual_seed(0))
     out = trainer.sample("forward", x0, resolution=64)
     assert out.x.shape == (5, 1, 64) and torch.isfinite(out.x).all()
     assert trainer.sample("backward", trainer.draw("x1", 5, torch.Generator()), steps=2).x.shape == (5, 1, 16)
+    evaluation = trainer.evaluate()
+    assert {"forward@32", "backward@32"} <= set(evaluation.translations)
+    assert evaluation.translations["forward@32"].outputs.x.shape == (16, 1, 16)  # resized back to the training grid
+    assert "forward@32/mean_error" in evaluation.metrics
 
 
 def test_sample_offers_a_resolution_option_for_dbfs_runs_only(tmp_path, plugins) -> None:
@@ -89,3 +95,10 @@ def test_sample_offers_a_resolution_option_for_dbfs_runs_only(tmp_path, plugins)
     other = Run(config=structure_config(bm, plugins.registry), dir=tmp_path, plugins=plugins,
                 device=torch.device("cpu"))
     assert sbcore_sample_options(other) is None
+
+
+@pytest.mark.parametrize("name", ["gp1d", "mnist_emnist", "mnist_emnist_cpu", "afhq64"])
+def test_example_configs_are_valid(name, plugins) -> None:
+    path = Path(__file__).resolve().parents[3] / "examples" / "dbfs" / f"{name}.yaml"
+    config = structure_config(read_yaml_file(path), plugins.registry)
+    assert config.plugin == "dbfs" and config.process.kind == "spectral"
