@@ -9,7 +9,7 @@ from torch import Tensor
 
 from sbcore.network.base import Network, build_network
 from sbcore.registry import Registry
-from sbcore.testing.suite import ConformanceError, Suite, conformance, json_round_trip
+from sbcore.testing.suite import Suite, conformance, json_round_trip
 
 #: data shapes tried when none are given: a vector and a small one-channel image.
 DEFAULT_SHAPES: tuple[tuple[int, ...], ...] = ((3,), (1, 8, 8))
@@ -51,13 +51,14 @@ class NetworkSuite(Suite):
         built, errors = [], []
         for shape in DEFAULT_SHAPES:
             try:
-                self.construct(shape=shape)
-            except ConformanceError as exc:
-                errors.append(str(exc))
+                self.cls(shape=shape, **self.params)
+            except Exception as exc:  # reported below when no shape builds
+                errors.append(f"{shape}: {type(exc).__name__}: {exc}")
                 continue
             built.append(shape)
         if not built:
-            raise ConformanceError(" | ".join(errors))
+            origin = f"the parameters {self.params}" if self.params else "its constructor defaults"
+            raise self.unbuildable(f"with {origin} for any default shape ({'; '.join(errors)})")
         return built
 
     def build(self, shape: tuple[int, ...], seed: int = 0) -> Network:
@@ -157,7 +158,7 @@ class NetworkSuite(Suite):
             self.output(net, x, torch.rand(x.shape[0] + 1))
         except ValueError:
             return
-        except Exception as exc:  # noqa: BLE001 - the wrong kind of error is the finding
+        except Exception as exc:  # the wrong kind of error is the finding
             self.expect(False, f"t of length B+1 must raise ValueError, raised {type(exc).__name__}: {exc}")
         self.expect(False, f"t of length {x.shape[0] + 1} for a batch of {x.shape[0]} was accepted")
 

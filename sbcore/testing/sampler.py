@@ -52,6 +52,8 @@ class SamplerSuite(Suite):
         sampler convert through the process at every time it evaluates, the ends included.
     callback, record: False for a sampler that does not support them; it must then raise ValueError
         when asked, never ignore the request.
+    directions: the directions it samples (I2SB's posterior sampler only goes backward); asked for
+        another it must raise ValueError.
     """
 
     kind = "sampler"
@@ -60,12 +62,16 @@ class SamplerSuite(Suite):
     def __init__(self, component: str | type, params: dict[str, Any] | None = None, *,
                  process: ReferenceProcess | None = None, landing_process: ReferenceProcess | None = None,
                  predict: str = "endpoint", shape: tuple[int, ...] = (3,), landing_atol: float = 1e-6,
-                 callback: bool = True, record: bool = True, registry: Registry | None = None) -> None:
+                 callback: bool = True, record: bool = True, directions: tuple[str, ...] = tuple(ENDS),
+                 registry: Registry | None = None) -> None:
         super().__init__(component, params, registry=registry)
         self.process = process if process is not None else BrownianBridge(1.0)
         self.landing_process = landing_process if landing_process is not None else BrownianBridge(0.0)
         self.predict, self.shape, self.landing_atol = predict, tuple(shape), landing_atol
         self.callback, self.record = callback, record
+        if not directions or any(d not in ENDS for d in directions):
+            raise ValueError(f"directions must be a non-empty subset of {tuple(ENDS)}, got {directions}")
+        self.directions = tuple(directions)
 
     def build(self) -> Sampler:
         return self.construct()
@@ -89,12 +95,12 @@ class SamplerSuite(Suite):
         model = Predictor(network, process, direction, self.predict, cond)
         return sampler.sample(model, start, grid, **options), network, start, end, grid
 
-    def refuses(self, sampler: Sampler, what: str, **options: Any) -> None:
+    def refuses(self, sampler: Sampler, what: str, direction: str | None = None, **options: Any) -> None:
         try:
-            self.integrate(sampler, "forward", **options)
+            self.integrate(sampler, direction or self.directions[0], **options)
         except ValueError:
             return
-        self.expect(False, f"declared without {what} support, but accepted {what} instead of raising ValueError")
+        self.expect(False, f"{what} is declared unsupported, but was accepted instead of raising ValueError")
 
     # ---- checks ------------------------------------------------------------------------------
 
@@ -104,10 +110,17 @@ class SamplerSuite(Suite):
         self.expect(sampler.evals_per_step >= 1, f"evals_per_step must be >= 1, got {sampler.evals_per_step}")
         self.expect(isinstance(repr(sampler), str), "repr failed")
 
+    def check_directions(self) -> None:
+        """A direction the sampler does not support is refused with ValueError."""
+        sampler = self.build()
+        for direction in ENDS:
+            if direction not in self.directions:
+                self.refuses(sampler, f"the {direction} direction", direction)
+
     def check_time_grid(self) -> None:
         """steps + 1 times from the direction's start to its end, monotone; `steps=` overrides the count."""
         sampler = self.build()
-        for direction in ENDS:
+        for direction in self.directions:
             start, stop = (0.0, 1.0) if direction == "forward" else (1.0, 0.0)
             for steps in (None, 2):
                 grid = sampler.time_grid(self.process, direction, steps, dtype=DT)
@@ -123,7 +136,7 @@ class SamplerSuite(Suite):
     def check_nfe(self) -> None:
         """Trajectory.nfe = the network calls made = sampler.nfe(steps), for its own and a given step count."""
         sampler = self.build()
-        for direction in ENDS:
+        for direction in self.directions:
             for steps in (None, 2):
                 out, network, *_ = self.integrate(sampler, direction, steps=steps)
                 self.expect(out.nfe == network.calls == sampler.nfe(steps),
@@ -135,7 +148,7 @@ class SamplerSuite(Suite):
     def check_path(self) -> None:
         """return_path: (len(grid), B, *D), starting at x_start and ending at x; None otherwise."""
         sampler = self.build()
-        for direction in ENDS:
+        for direction in self.directions:
             out, _, start, _, grid = self.integrate(sampler, direction, return_path=True)
             path = out.path
             self.expect(path is not None and path.shape == (len(grid), *start.shape),
@@ -148,7 +161,7 @@ class SamplerSuite(Suite):
     def check_landing(self) -> None:
         """With the exact network of a Dirac end, a deterministic path lands on that end."""
         sampler = self.build()
-        for direction in ENDS:
+        for direction in self.directions:
             out, _, _, end, _ = self.integrate(sampler, direction, process=self.landing_process)
             self.close(out.x, end, f"{direction} final state vs the Dirac end", rtol=0, atol=self.landing_atol)
 
@@ -157,7 +170,7 @@ class SamplerSuite(Suite):
         sampler = self.build()
         if not self.record:
             return self.refuses(sampler, "record", record=True)
-        for direction in ENDS:
+        for direction in self.directions:
             out, _, start, end, grid = self.integrate(sampler, direction, record=True)
             want = (len(grid) - 1, *start.shape)
             got = out.predictions
@@ -173,7 +186,7 @@ class SamplerSuite(Suite):
         sampler = self.build()
         if not self.callback:
             return self.refuses(sampler, "a callback", callback=lambda k, x, t, e: None)
-        for direction in ENDS:
+        for direction in self.directions:
             self.callback_in(sampler, direction)
 
     def callback_in(self, sampler: Sampler, direction: str) -> None:
@@ -202,7 +215,7 @@ class SamplerSuite(Suite):
     def check_seeded(self) -> None:
         """The same seed gives the same samples (noise comes from the seeded global generator)."""
         sampler = self.build()
-        for direction in ENDS:
+        for direction in self.directions:
             a = self.integrate(sampler, direction, seed=3)[0].x
             b = self.integrate(sampler, direction, seed=3)[0].x
             self.close(a, b, f"{direction} samples under the same seed", rtol=0)
@@ -210,7 +223,7 @@ class SamplerSuite(Suite):
     def check_conditioning(self) -> None:
         """The Predictor's `cond` reaches every network call."""
         sampler = self.build()
-        for direction in ENDS:
+        for direction in self.directions:
             cond = torch.ones(5, 2, dtype=DT)
             _, network, *_ = self.integrate(sampler, direction, cond=cond)
             self.expect(network.calls > 0 and all(c is cond for c in network.conds),
@@ -220,7 +233,7 @@ class SamplerSuite(Suite):
     def check_dtype(self) -> None:
         sampler = self.build()
         for dtype in (torch.float32, DT):
-            out = self.integrate(sampler, "forward", dtype=dtype)[0]
+            out = self.integrate(sampler, self.directions[0], dtype=dtype)[0]
             self.expect(out.x.dtype == dtype, f"x_start {dtype} gave samples {out.x.dtype}")
             self.expect(bool(torch.isfinite(out.x).all()), f"{dtype} samples are not finite")
 

@@ -75,20 +75,23 @@ class Suite:
 
     def construct(self, **runtime: Any) -> Any:
         """cls(**runtime, **params) under a clear error; a component with no test parameters must build
-        from its defaults, else it names the table it is missing from."""
+        from its defaults, else the error names where its test parameters go."""
         try:
             component = self.cls(**runtime, **self.params)
         except Exception as exc:
-            origin = "the given parameters" if self.params else "its constructor defaults"
-            raise self.error(
-                f"{self.cls.__qualname__} cannot be built with {origin} "
-                f"{self.params}{' and ' + str(runtime) if runtime else ''}: {type(exc).__name__}: {exc} - "
-                f"give it test parameters ({self.kind}_conformance({self.name!r}, params=...) in a plugin's tests, "
-                f"the {self.kind.upper()}S table of the core's tests/test_conformance.py)"
-            ) from exc
+            origin = f"the parameters {self.params}" if self.params else "its constructor defaults"
+            extra = f" and {runtime}" if runtime else ""
+            raise self.unbuildable(f"with {origin}{extra}: {type(exc).__name__}: {exc}") from exc
         self.expect(isinstance(component, self.base),
                     f"{type(component).__name__} is not a {self.base.__name__}")
         return component
+
+    def unbuildable(self, why: str) -> ConformanceError:
+        return self.error(
+            f"{self.cls.__qualname__} cannot be built {why} - give it test parameters "
+            f"({self.kind}_conformance({self.name!r}, params=...) in a plugin's tests, the "
+            f"{self.kind.upper()}S table of the core's tests/test_conformance.py)"
+        )
 
     def close(self, actual: Tensor, expected: Tensor, what: str, *, rtol: float = 1e-9, atol: float = 0.0) -> None:
         """actual == expected within atol + rtol * max|expected| (shapes must match exactly)."""
