@@ -6,6 +6,8 @@ import pytest
 import torch
 from sb_dbfs.network import OperatorTransformer, cell_coordinates
 
+from sbcore.testing import network_conformance
+
 torch.set_num_threads(1)
 
 
@@ -76,3 +78,11 @@ def test_bad_inputs_are_named() -> None:
         small((1, 32))(torch.randn(2, 2, 32), torch.rand(2))
     with pytest.raises(TypeError, match="no conditioning"):
         small((1, 32))(torch.randn(2, 1, 32), torch.rand(2), cond=torch.zeros(2))
+
+
+# the core's Network conformance suite, at two resolutions in 1-D and in 2-D
+test_operator_transformer = network_conformance(
+    "operator_transformer",
+    {"width": 16, "latents": 4, "encoder_blocks": 1, "fourier_features": 4, "decoder_self_attention": True},
+    shapes=[(1, 16), (1, 32), (2, 8, 8), (2, 16, 16)],
+)
