@@ -19,9 +19,10 @@ from PIL import Image
 from torch import Tensor
 from torchvision.transforms.v2 import functional as F
 
-from sbcore.config import ConfigError, read_yaml_file, structure_config
+from sbcore.config import read_yaml_file, structure_config
 from sbcore.data.arrays import SUFFIXES, read_arrays
 from sbcore.data.image_folder import fit, list_images
+from sbcore.errors import DataError, RunFolderError, UserError
 from sbcore.io import checkpoint as ckpt
 from sbcore.io import plots
 from sbcore.io.files import atomic_write
@@ -42,7 +43,7 @@ def load_trainer(run_dir: Path, device: str = "auto"):
     config = structure_config(read_yaml_file(run_dir / "config.yaml"), plugins.registry)
     found = ckpt.list_checkpoints(run_dir / "checkpoints")
     if not found:
-        raise ConfigError([f"no checkpoint in {run_dir / 'checkpoints'}"])
+        raise RunFolderError(f"{run_dir / 'checkpoints'}: no checkpoint; the run has not saved one yet")
     run = Run(config=config, dir=run_dir, plugins=plugins, device=choose_device(device))
     trainer = plugins.registry.get("method", config.plugin)(run)
     trainer.setup()
@@ -53,14 +54,10 @@ def load_trainer(run_dir: Path, device: str = "auto"):
     return trainer, meta
 
 
-def _fail(line: str) -> ConfigError:
-    return ConfigError([line])
-
-
 def read_image_folder(folder: Path, shape: tuple[int, ...]) -> tuple[Tensor, list[str]]:
     """The images of `folder` (sorted) as (N, C, H, W) in [-1, 1] at the run's channels and size."""
     if len(shape) != 3 or shape[0] not in (1, 3):
-        raise _fail(f"input={folder}: a folder of images needs a run on images (1 or 3, H, W); "
+        raise DataError(f"input={folder}: a folder of images needs a run on images (1 or 3, H, W); "
                     f"this run's data has shape {shape}")
     channels, height, width = shape
     files, _, _ = list_images(folder, None)
@@ -70,7 +67,7 @@ def read_image_folder(folder: Path, shape: tuple[int, ...]) -> tuple[Tensor, lis
             with Image.open(file) as img:
                 pixels = F.pil_to_tensor(img.convert("RGB" if channels == 3 else "L"))
         except OSError as exc:
-            raise _fail(f"{file}: not a readable image: {exc}") from None
+            raise DataError(f"{file}: not a readable image: {exc}") from None
         images.append(fit(pixels, height, "shorter") if height == width
                       else F.resize(pixels, [height, width], antialias=True))
     return torch.stack(images).float() / 127.5 - 1.0, [f.relative_to(folder).as_posix() for f in files]
@@ -81,17 +78,17 @@ def read_input_array(file: Path, shape: tuple[int, ...], key: str | None = None)
     try:
         arrays = read_arrays(file)
     except (OSError, ValueError) as exc:
-        raise _fail(f"input={file}: {exc}") from None
+        raise DataError(f"input={file}: {exc}") from None
     if key is None and len(arrays) != 1:
-        raise _fail(f"input={file}: holds the arrays {sorted(arrays)}; choose one with key=NAME")
+        raise DataError(f"input={file}: holds the arrays {sorted(arrays)}; choose one with key=NAME")
     if key is not None and key not in arrays:
-        raise _fail(f"input={file}: has no array {key!r}; it holds {sorted(arrays)}")
+        raise DataError(f"input={file}: has no array {key!r}; it holds {sorted(arrays)}")
     x = arrays[key] if key is not None else next(iter(arrays.values()))
     x = x.float() / 127.5 - 1.0 if x.dtype == torch.uint8 else x.float()
     if tuple(x.shape) == shape:
         x = x.unsqueeze(0)
     if tuple(x.shape[1:]) != shape:
-        raise _fail(f"input={file}: expected samples of shape {shape} (the run's data), "
+        raise DataError(f"input={file}: expected samples of shape {shape} (the run's data), "
                     f"given {tuple(x.shape[1:])} (array of shape {tuple(x.shape)})")
     return x
 
@@ -101,19 +98,19 @@ def read_inputs(path: Path, shape: tuple[int, ...], key: str | None = None) -> t
     if path.is_dir():
         return read_image_folder(path, shape)
     if path.suffix.lower() not in SUFFIXES or not path.is_file():
-        raise _fail(f"input={path}: expected an array file ({', '.join(SUFFIXES)}) or a folder of images")
+        raise DataError(f"input={path}: expected an array file ({', '.join(SUFFIXES)}) or a folder of images")
     return read_input_array(path, shape, key), None
 
 
 def _parse(name: str, value: str, kind: type) -> Any:
     if kind is bool:
         if value not in ("true", "false"):
-            raise _fail(f"{name}={value}: expected true or false")
+            raise UserError(f"{name}={value}: expected true or false")
         return value == "true"
     try:
         return kind(value)
     except ValueError:
-        raise _fail(f"{name}={value}: expected {kind.__name__}") from None
+        raise UserError(f"{name}={value}: expected {kind.__name__}") from None
 
 
 def before_after(out: Path, inputs: Tensor, outputs: Tensor) -> Path | None:
@@ -132,21 +129,21 @@ def sample_command(items: list[str]) -> int:
     opts = dict(item.split("=", 1) for item in items if "=" in item)
     stray = [item for item in items if "=" not in item]
     if stray or "run" not in opts:
-        raise _fail(f"usage: {USAGE}" + (f"; not understood: {stray}" if stray else ""))
+        raise UserError(f"usage: {USAGE}" + (f"; not understood: {stray}" if stray else ""))
     run_dir = Path(opts["run"])
     if not run_dir.is_dir():
-        raise _fail(f"run={run_dir}: run folder not found")
+        raise UserError(f"run={run_dir}: run folder not found")
     trainer, _ = load_trainer(run_dir, opts.get("device", "auto"))
     extra: dict[str, tuple[type, str]] = {}
     for found in trainer.run.plugins.hook.sbcore_sample_options(run=trainer.run):
         extra.update(found or {})
     if unknown := sorted(set(opts) - set(OPTIONS) - set(extra)):
         valid = ", ".join([*OPTIONS, *(f"{k} ({t.__name__}: {h})" for k, (t, h) in extra.items())])
-        raise _fail(f"sbcore sample: unknown option(s) {', '.join(unknown)}; valid: {valid}")
+        raise UserError(f"sbcore sample: unknown option(s) {', '.join(unknown)}; valid: {valid}")
     options = {k: _parse(k, opts[k], extra[k][0]) for k in extra if k in opts}
     direction = opts.get("direction", "forward")
     if direction not in trainer.directions:
-        raise _fail(f"direction={direction}: this run trained {', '.join(trainer.directions)}")
+        raise UserError(f"direction={direction}: this run trained {', '.join(trainer.directions)}")
     start, end = ENDS[direction]
     steps = _parse("steps", opts["steps"], int) if "steps" in opts else None
     seed = _parse("seed", opts.get("seed", "0"), int)

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from sbcore.config import ConfigError
+from sbcore.errors import RunFolderError, UserError
 from sbcore.hookspecs import hookimpl
 from sbcore.metrics import digits, image, inception, vector
 from sbcore.metrics.evaluate import (
@@ -72,9 +72,9 @@ def _options(args: argparse.Namespace, allowed: set[str], usage: str) -> dict[st
     opts = dict(item.split("=", 1) for item in args.items if "=" in item)
     unknown = sorted(set(opts) - allowed) + [item for item in args.items if "=" not in item]
     if unknown or "run" not in opts:
-        raise ConfigError([f"usage: {usage}" + (f"; unknown: {unknown}" if unknown else "")])
+        raise UserError(f"usage: {usage}" + (f"; unknown: {unknown}" if unknown else ""))
     if not Path(opts["run"]).is_dir():
-        raise ConfigError([f"run folder not found: {opts['run']}"])
+        raise RunFolderError(f"run={opts['run']}: run folder not found")
     return opts
 
 
