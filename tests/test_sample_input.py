@@ -82,7 +82,7 @@ def test_wrong_shape_is_one_clear_line(mnist_shaped_run, tmp_path, capsys):
     assert main(["sample", f"run={mnist_shaped_run}", f"input={tmp_path / 'rgb.npz'}"]) == 2
     err = capsys.readouterr().err
     line = f"input={tmp_path / 'rgb.npz'}: expected samples of shape (1, 28, 28) (the run's data), given (3, 32, 32)"
-    assert line in err and "Traceback" not in err
+    assert f"sbcore: {line}" in err.splitlines() and "Traceback" not in err  # the whole message, one line
     np.savez(tmp_path / "two.npz", a=np.zeros((1, *SHAPE)), b=np.zeros((1, *SHAPE)))
     assert main(["sample", f"run={mnist_shaped_run}", f"input={tmp_path / 'two.npz'}"]) == 2
     assert "holds the arrays ['a', 'b']; choose one with key=NAME" in capsys.readouterr().err
