@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from sb_sdsb.chain import OUTPUT, ChainPath, dsb_noiser, flow_noiser, network_time, next_mean, simulate, training_tuples
 from sb_sdsb.gamma import parse_gamma
 from sbcore.config import CouplingSpec, SamplerSpec
+from sbcore.io import plots
 from sbcore.metrics.translation import Evaluation
 from sbcore.network.base import Network
 from sbcore.process.base import Direction
@@ -208,4 +209,15 @@ class SDSB(AlternatingBridgeMatching):
         evaluation = super().evaluate()
         if self.run.is_main:
             evaluation.metrics["epoch"] = self.epoch(self.schedule.stage_at(max(self.step - 1, 0)))
+            if self.cache is not None and self.cache.rows is not None and self.shape == (2,):
+                self.draw_cache()
         return evaluation
+
+    def draw_cache(self) -> None:
+        """The cached chains (states y_1 .. y_N of the teacher's first chains) over their two end clouds."""
+        chains = self.cache.rows["x"].view(-1, self.method.training_timesteps, 2).transpose(0, 1).cpu()
+        stage = self.schedule.stage_at(max(self.step - 1, 0))
+        folder = self.run.dir / "pictures"
+        folder.mkdir(exist_ok=True)
+        plots.trajectories_2d(folder / f"cache_step{self.step:06d}.png", chains,
+                              title=f"cached chains of {NETWORK[OTHER[stage.direction]]}, epoch {self.epoch(stage)}")
