@@ -9,6 +9,7 @@ tensors and plain containers only, so a data file cannot run code.
 from __future__ import annotations
 
 import pickle
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -42,8 +43,10 @@ def read_arrays(path: Path) -> dict[str, Tensor]:
         reason = next((line.strip() for line in str(exc).splitlines() if "Unsupported global" in line), "")
         raise ValueError(f"{path}: cannot be read as {suffix}: it holds objects other than tensors and plain "
                          f"containers, which torch.load(weights_only=True) refuses to unpickle. {reason}") from None
-    except (OSError, ValueError, RuntimeError) as exc:  # a damaged or foreign file
+    except (OSError, ValueError, RuntimeError, zipfile.BadZipFile, EOFError) as exc:  # a damaged or foreign file
         raise ValueError(f"{path}: cannot be read as {suffix}: {exc}") from exc
+    except TypeError as exc:  # numpy arrays of strings or objects
+        raise ValueError(f"{path}: holds an array that is not numbers ({exc}); expected numeric arrays") from None
     if isinstance(obj, Tensor):
         return {"x": obj}
     if isinstance(obj, dict) and all(isinstance(v, Tensor) for v in obj.values()):

@@ -374,8 +374,13 @@ class Trainer(ABC):
         path, tensors, _, state, problems = loaded
         for problem in problems:
             self.run.echo(f"resume: skipping a damaged checkpoint: {problem}")
-        self.networks.load_state_dict({k[6:]: t for k, t in tensors.items() if k.startswith("model/")})
-        self.ema.load_state_dict({k[4:]: t.to(self.device) for k, t in tensors.items() if k.startswith("ema/")})
+        try:
+            self.networks.load_state_dict({k[6:]: t for k, t in tensors.items() if k.startswith("model/")})
+            self.ema.load_state_dict({k[4:]: t.to(self.device) for k, t in tensors.items() if k.startswith("ema/")})
+        except (RuntimeError, KeyError) as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise ckpt.CheckpointError(f"{path}: its weights do not fit the configured networks ({first}); "
+                                       "resume with the network section it was saved with") from None
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         rng = state["rng"]
