@@ -14,9 +14,14 @@ from sbcore.plugins import create_plugins
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "i2sb"
 
 
+@pytest.fixture(scope="module")
+def plugins():
+    return create_plugins()
+
+
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
-def test_example_configs_are_valid(path):
-    config = structure_config(read_yaml_file(path), create_plugins().registry)
+def test_example_configs_are_valid(path, plugins):
+    config = structure_config(read_yaml_file(path), plugins.registry)
     assert config.plugin == "i2sb" and config.process.kind == "i2sb" and config.sampler.kind == "i2sb"
 
 
