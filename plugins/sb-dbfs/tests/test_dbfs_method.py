@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from sb_dbfs.method import DBFS
 from sb_dbfs.plugin import sbcore_sample_options
 
+from sbcore.cli import main
 from sbcore.config import ConfigError, read_yaml_file, structure_config
 from sbcore.launch.local import run_local
 from sbcore.plugins import create_plugins
@@ -83,6 +85,9 @@ def test_three_stages_train_and_sample_at_a_finer_grid(tmp_path, plugins) -> Non
     assert {"forward@32", "backward@32"} <= set(evaluation.translations)
     assert evaluation.translations["forward@32"].outputs.x.shape == (16, 1, 16)  # resized back to the training grid
     assert "forward@32/mean_error" in evaluation.metrics
+    out = tmp_path / "s.npz"
+    assert main(["sample", f"run={tmp_path / 'runs' / 't'}", "n=3", "resolution=48", f"out={out}"]) == 0
+    assert np.load(out)["x1"].shape == (3, 1, 48)
 
 
 def test_sample_offers_a_resolution_option_for_dbfs_runs_only(tmp_path, plugins) -> None:
