@@ -14,6 +14,7 @@ from sbcore.process.scheduled import ScheduledBridge
 from sbcore.process.spectral import SpectralProcess
 from sbcore.process.vp import VPDiffusion
 from sbcore.registry import Registry
+from sbcore.sampler.ddim import DDIM, DDIMHeun
 from sbcore.sampler.exponential import ExponentialIntegrator
 from sbcore.sampler.integrators import EulerMaruyama, EulerODE, HeunODE
 from sbcore.train.bridge_matching import BridgeMatching
@@ -35,6 +36,8 @@ def sbcore_register(registry: Registry) -> None:
     registry.add("sampler", "euler_maruyama", EulerMaruyama)
     registry.add("sampler", "euler", EulerODE)
     registry.add("sampler", "heun", HeunODE)
+    registry.add("sampler", "ddim", DDIM)
+    registry.add("sampler", "ddim_heun", DDIMHeun)
     registry.add("sampler", "exponential", ExponentialIntegrator)
     registry.add("dataset", "gaussian", GaussianSource)
     registry.add("dataset", "toy2d", Toy2D)

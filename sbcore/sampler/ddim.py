@@ -7,9 +7,8 @@ re-draws x at the next time from these two estimates,
 
     x_{t1} = a(t1) x0_hat + b(t1) x1_hat,
 
-which, written with y = x / E(t) and rho = S(t) / E(t) (E, S the coefficients of the direction's end
-and start sides), is Euler's method on the probability-flow ODE dy/drho = start_hat (Song et al. 2021,
-eq. (14); Karras et al. 2022, Sec. 3). Backward on VP this decodes latents into data, forward it
+which is Euler's method on the probability-flow ODE d(x/a)/d(b/a) = x1_hat (Song et al. 2021, eq. (14);
+Karras et al. 2022, Sec. 3). Backward on VP this decodes latents into data, forward it
 encodes data into latents (DDIB, Su et al. 2023, Sec. 3.1).
 
 ``reference_compat`` reproduces guided-diffusion's DDIM loops as DDIB runs them: ``steps`` = S training
@@ -63,14 +62,13 @@ class DeterministicPathSampler(FixedGridSampler):
         grid = super().time_grid(process, direction, (steps or self.steps) - 1, **like)
         return torch.cat([grid, grid[-1:]])
 
-    def evaluations(self, intervals: int) -> int:
-        """Network evaluations over a grid of `intervals` steps (the landing step costs one)."""
-        if self.reference_compat:
-            return self.evals_per_step * (intervals - 1) + 1
-        return self.evals_per_step * intervals
-
     def nfe(self, steps: int | None = None) -> int:
-        return self.evaluations(steps or self.steps)
+        """Network evaluations of `steps` steps (the landing step costs one); a trajectory counts its own,
+        fewer where a second-order step falls back to first order."""
+        steps = steps or self.steps
+        if self.reference_compat:
+            return self.evals_per_step * (steps - 1) + 1
+        return self.evals_per_step * steps
 
     def land(self, model: Predictor, x: Tensor, t0: Tensor) -> tuple[Tensor, Estimate]:
         """guided-diffusion's last step: the predicted end itself (x0_hat decoding, eps_hat encoding)."""
@@ -82,8 +80,16 @@ class DeterministicPathSampler(FixedGridSampler):
         if (c != 0).any():
             raise ValueError(f"sampler {type(self).__name__} needs a deterministic path (c(t) = 0); "
                              f"{model.process!r} has c(t) up to {float(c.abs().max()):.3g}")
-        trajectory = super().sample(model, x_start, grid, callback=callback, return_path=return_path, record=record)
-        return attrs.evolve(trajectory, nfe=self.evaluations(len(grid) - 1))
+        calls = 0
+
+        def counted(*args, **kwargs):
+            nonlocal calls
+            calls += 1
+            return model.network(*args, **kwargs)
+
+        counting = Predictor(counted, model.process, model.direction, model.predict, model.cond)
+        trajectory = super().sample(counting, x_start, grid, callback=callback, return_path=return_path, record=record)
+        return attrs.evolve(trajectory, nfe=calls)
 
 
 class DDIM(DeterministicPathSampler):
@@ -99,10 +105,12 @@ class DDIM(DeterministicPathSampler):
 
 
 class DDIMHeun(DeterministicPathSampler):
-    """Heun's second-order method on DDIM's ODE dy/drho = start_hat (Karras et al. 2022, Algorithm 1,
-    there with sigma = rho): a DDIM step, a second evaluation at its result, and the trapezoidal
-    correction E(t1) (rho1 - rho0) (start_hat1 - start_hat0) / 2. Where the start rho0 is infinite
-    (E(t0) = 0, e.g. the sigma = 0 bridge at its start) the step stays first order.
+    """Heun's second-order method on DDIM's ODE d(x/a)/d(b/a) = x1_hat, in both directions (Karras et al.
+    2022, Algorithm 1, with sigma = b/a; Lu et al. 2022's DPM-Solver-2 with r1 = 1 in the eps form): a DDIM
+    step, a second evaluation at its result, and the trapezoidal correction
+    (b(t1) - a(t1) b(t0)/a(t0)) (x1_hat' - x1_hat) / 2. Where a(t0) = 0 or b(t1) = 0 (the ends of the
+    sigma = 0 bridge) the step stays first order with one evaluation, as Karras et al.'s last step.
+    The x0_hat slope of the other form is far less accurate on VP paths.
     """
 
     evals_per_step = 2
@@ -111,11 +119,15 @@ class DDIMHeun(DeterministicPathSampler):
         if last and self.reference_compat:
             return self.land(model, x, t0)
         first = model(x, t0)
-        start0, end0 = both_ends(first)
-        s0, e0 = side_coefficients(model.process, t0, model.direction)
-        s1, e1 = side_coefficients(model.process, t1, model.direction)
-        s0, e0, s1, e1 = (expand_t(v, x) for v in (s0, e0, s1, e1))
-        euler = s1 * start0 + e1 * end0
-        start1, _ = both_ends(model(euler, t1))
-        weight = torch.where(e0 > 0, s1 - e1 * s0 / torch.where(e0 > 0, e0, torch.ones_like(e0)), torch.zeros_like(e0))
-        return euler + weight * (start1 - start0) / 2, first
+        x0_hat, x1_hat = _x0_x1(first)
+        (a0, b0, _), (a1, b1, _) = (model.process.coefficients(t[:1]) for t in (t0, t1))
+        euler = expand_t(a1, x) * x0_hat + expand_t(b1, x) * x1_hat
+        if not (a0 > 0 and b1 > 0):  # rho(t0) infinite or x1_hat undefined at t1: Euler (Karras et al.)
+            return euler, first
+        _, x1_next = _x0_x1(model(euler, t1))
+        return euler + expand_t(b1 - a1 * b0 / a0, x) * (x1_next - x1_hat) / 2, first
+
+
+def _x0_x1(estimate: Estimate) -> tuple[Tensor, Tensor]:
+    start, end = both_ends(estimate)
+    return (start, end) if estimate.predictor.direction == "forward" else (end, start)
