@@ -8,7 +8,6 @@ OT-CFM and SB-CFM (Tong et al. 2024) and multisample flow matching (Pooladian et
 
 from __future__ import annotations
 
-import ot
 import torch
 from torch import Tensor
 
@@ -17,6 +16,8 @@ from sbcore.coupling.base import Coupling, Pair
 
 def squared_distances(x0: Tensor, x1: Tensor) -> Tensor:
     """C[i, j] = ||x0[i] - x1[j]||^2 over flattened samples, on the inputs' device."""
+    import ot  # imported on use: keeps `sbcore --help` fast
+
     a, b = x0.flatten(1), x1.flatten(1)
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"OT needs samples of the same size on both sides, got {a.shape[1]} and {b.shape[1]} values")
@@ -58,6 +59,8 @@ class ExactOTCoupling(Coupling):
 
     def plan(self, x0: Tensor, x1: Tensor) -> Tensor:
         """The (n0, n1) optimal plan with uniform marginals, on x0's device and dtype."""
+        import ot
+
         cost = squared_distances(x0, x1)
         return ot.emd(uniform(cost.shape[0], cost), uniform(cost.shape[1], cost), cost)
 
@@ -117,6 +120,8 @@ class SinkhornCoupling(Coupling):
         cost = squared_distances(x0, x1)
         if self.normalize_cost:
             cost = cost / cost.max().clamp_min(torch.finfo(cost.dtype).tiny)
+        import ot
+
         a, b = uniform(cost.shape[0], cost), uniform(cost.shape[1], cost)
         return ot.sinkhorn(a, b, cost, self.reg, method="sinkhorn_log", numItermax=self.max_iter, stopThr=self.tol)
 

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from torch import Tensor
-from torchvision.transforms.v2 import functional as F
 
 from sbcore.data.memory import MemorySource, affine_to_range
 
@@ -51,6 +50,8 @@ def list_images(root: Path, classes: list[str] | None) -> tuple[list[Path], list
 
 def fit(pixels: Tensor, size: int, resize: str) -> Tensor:
     """(C, H, W) uint8 -> (C, size, size) by the `resize` rule of `ImageFolderSource`."""
+    from torchvision.transforms.v2 import functional as F  # imported on use: keeps `sbcore --help` fast
+
     h, w = pixels.shape[-2:]
     if resize == "stretch":
         pixels = F.resize(pixels, [size, size], antialias=True)
@@ -93,6 +94,8 @@ class ImageFolderSource(MemorySource):
         files, labels, names = list_images(folder, classes)
         if limit is not None:
             files, labels = files[:limit], labels[:limit]
+        from torchvision.transforms.v2 import functional as F
+
         mode = "RGB" if channels == 3 else "L"
         images = np.empty((len(files), channels, size, size), dtype=np.uint8)
         for i, file in enumerate(files):

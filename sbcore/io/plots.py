@@ -15,11 +15,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from PIL import Image
 from torch import Tensor
-from torchvision.utils import make_grid, save_image
 
 from sbcore.io.files import atomic_write
 
@@ -37,12 +34,16 @@ def _points(x: ArrayLike, what: str) -> np.ndarray:
     return a
 
 
-def _save_figure(path: str | os.PathLike[str], fig: Figure) -> Path:
+def _save_figure(path: str | os.PathLike[str], fig: Any) -> Path:
     fmt = Path(path).suffix.lstrip(".") or "png"
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=fig.dpi))
 
 
-def _new_figure(width: float, height: float, dpi: int = 100) -> Figure:
+def _new_figure(width: float, height: float, dpi: int = 100) -> Any:
+    """A matplotlib Figure on an Agg canvas (matplotlib is imported on use: keeps `sbcore --help` fast)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(width, height), dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
@@ -115,6 +116,8 @@ def _image_batch(images: Tensor, what: str) -> Tensor:
 
 def image_grid(path: str | os.PathLike[str], images: Tensor, nrow: int = 8) -> Path:
     """Images (B, C, H, W) in [-1, 1] (values outside are clipped) as one PNG grid, `nrow` per row."""
+    from torchvision.utils import save_image
+
     batch = _image_batch(images, "images")
     return atomic_write(
         path, lambda tmp: save_image(batch, tmp, nrow=nrow, normalize=True, value_range=(-1, 1), format="png")
@@ -125,6 +128,8 @@ def before_after_grid(path: str | os.PathLike[str], before: Tensor, after: Tenso
                       rows: int = 4) -> Path:
     """Inputs and their translations, (B, C, H, W) in [-1, 1]: each row of (at most) `nrow` inputs above
     the row of their outputs, for the first `rows` * `nrow` pairs (whole rows only)."""
+    from torchvision.utils import save_image
+
     first, second = _image_batch(before, "before"), _image_batch(after, "after")
     if first.shape != second.shape:
         raise ValueError(f"before and after: expected the same shape, got {tuple(first.shape)} and "
@@ -143,6 +148,8 @@ def _frame_indices(steps: int) -> np.ndarray:
 
 
 def _image_frames(path_tensor: Tensor, nrow: int) -> list[Image.Image]:
+    from torchvision.utils import make_grid
+
     frames = []
     for t in _frame_indices(path_tensor.shape[0]):
         batch = _image_batch(path_tensor[t, : nrow * nrow], "path_tensor[t]")

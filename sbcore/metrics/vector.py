@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import ot
 import torch
 from torch import Tensor
 
@@ -29,6 +28,8 @@ def _check(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
 def wasserstein2(x: Tensor, y: Tensor) -> float:
     """Exact W2 between the empirical measures of x and y: sqrt of POT's network-simplex OT cost
     (`ot.emd2`) under the squared Euclidean ground cost."""
+    import ot  # imported on use: keeps `sbcore --help` fast
+
     a, b = _check(x, y)
     cost = ot.dist(a.numpy(), b.numpy(), metric="sqeuclidean")
     value = ot.emd2(np.full(len(a), 1 / len(a)), np.full(len(b), 1 / len(b)), cost, numItermax=10_000_000)
@@ -38,6 +39,8 @@ def wasserstein2(x: Tensor, y: Tensor) -> float:
 def sliced_wasserstein2(x: Tensor, y: Tensor, projections: int = 256, seed: int = 0) -> float:
     """Sliced W2 (Rabin et al. 2011; Bonneel et al. 2015, eq. 2): sqrt of the mean over random unit
     directions θ of W2²(θᵀx, θᵀy), each 1-D W2 exact from sorted projections (POT)."""
+    import ot
+
     a, b = _check(x, y)
     return float(ot.sliced_wasserstein_distance(a.numpy(), b.numpy(), n_projections=projections, p=2, seed=seed))
 
