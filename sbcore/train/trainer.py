@@ -2,9 +2,10 @@
 
 A method subclasses `Trainer`, declares its ``Config`` (the ``method:`` section), builds its
 networks in `setup` and returns the loss of one micro-batch from `training_loss`. The base class
-owns the optimiser (AdamW), LR warm-up, gradient accumulation and clipping, autocast, EMA,
-seeding, progress, logging through the lifecycle hooks, periodic evaluation and checkpoints
-with exact resume, data parallelism and preemption.
+owns the optimiser (AdamW, one parameter group and one gradient-clip norm per network), LR warm-up,
+gradient accumulation, autocast, EMA, seeding, progress, logging through the lifecycle hooks,
+periodic evaluation and checkpoints with exact resume, starting from another run's networks
+(`train.init_from`), data parallelism and preemption.
 
 Randomness of a step is a pure function of (seed, step, micro-batch index): before each
 micro-batch the global torch RNG and `data_generator` are reseeded from those numbers. That makes
