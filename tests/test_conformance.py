@@ -54,11 +54,20 @@ PROCESSES: dict[str, list[dict[str, Any]]] = {
     "i2sb": [dict(params={"interval": 100}, ends=(), continuous=False),
              dict(params={"interval": 100, "ot_ode": True}, ends=(), continuous=False)],
 }
+STEEP_VP = dict(process=VPDiffusion(), landing_process=VPDiffusion(beta_max=60.0), landing_atol=1e-5)
 SAMPLERS: dict[str, list[dict[str, Any]]] = {
     "euler": [dict(params={"steps": 4})],
     "euler_maruyama": [dict(params={"steps": 4}), dict(params={"steps": 4, "last_step_noise": False}),
                        dict(params={"steps": 4}, predict="drift")],
     "heun": [dict(params={"steps": 4}), dict(params={"steps": 4}, predict="velocity")],
+    # DDIM needs a deterministic path (c = 0). eps needs a noisy end: landing on a VP with abar(1) = e^-30 (x1 = eps
+    # up to 3e-7 x0); reference_compat lands on the predicted end itself, so any VP will do
+    "ddim": [dict(params={"steps": 4}, process=BrownianBridge(0.0)),
+             dict(params={"steps": 4}, predict="eps", **STEEP_VP),
+             dict(params={"steps": 4, "grid": "respaced", "reference_compat": True}, process=VPDiffusion(steps=100),
+                  landing_process=VPDiffusion(steps=100), predict="eps")],
+    "ddim_heun": [dict(params={"steps": 4}, predict="eps", **STEEP_VP),
+                  dict(params={"steps": 4}, process=BrownianBridge(0.0), predict="velocity")],
     "exponential": [dict(params={"steps": 4}, process=SpectralProcess(dims=1), landing_process=SpectralProcess(dims=1),
                          shape=(1, 8))],
     "sdsb_chain": [dict(params={"steps": 4, "gamma": "constant_0"}, callback=False, record=False)],

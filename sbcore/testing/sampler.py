@@ -134,15 +134,19 @@ class SamplerSuite(Suite):
                 self.expect(bool((moves >= 0).all()), f"{direction} grid is not monotone: {grid.tolist()}")
 
     def check_nfe(self) -> None:
-        """Trajectory.nfe = the network calls made = sampler.nfe(steps), for its own and a given step count."""
+        """Trajectory.nfe = the network calls made, for its own and a given step count; sampler.nfe(steps)
+        is their budget (evals_per_step * steps unless a sampler says otherwise, e.g. a landing step), which a
+        run may undercut only where it says so (a second-order step falling back to first order)."""
         sampler = self.build()
+        generic = type(sampler).nfe is Sampler.nfe
         for direction in self.directions:
             for steps in (None, 2):
                 out, network, *_ = self.integrate(sampler, direction, steps=steps)
-                self.expect(out.nfe == network.calls == sampler.nfe(steps),
+                budget = sampler.nfe(steps)
+                self.expect(out.nfe == network.calls and (out.nfe == budget if generic else out.nfe <= budget),
                             f"{direction}, steps={steps}: Trajectory.nfe {out.nfe}, network calls {network.calls}, "
-                            f"sampler.nfe() {sampler.nfe(steps)}")
-        if type(sampler).nfe is Sampler.nfe:
+                            f"sampler.nfe() {budget}")
+        if generic:
             self.expect(sampler.nfe() == sampler.evals_per_step * sampler.steps, "nfe != evals_per_step * steps")
 
     def check_path(self) -> None:
