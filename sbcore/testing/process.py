@@ -210,6 +210,26 @@ class ProcessSuite(Suite):
                 continue
             self.expect(False, f"predict={predict!r} {direction} was accepted")
 
+    def check_coefficients(self) -> None:
+        """The drift target is u * end + w * x_t and the end is p * x_t + q * eps (for scalar coefficients;
+        per-mode ones need the data's grid and are checked through the conversions alone)."""
+        process = self.build()
+        x0, x1, x_t, t = self.draw(process)
+        for direction in ENDS:
+            end = x1 if direction == "forward" else x0
+            try:
+                u, w = process.drift_coefficients(t, direction)
+            except (TypeError, ValueError):
+                return
+            view = (-1, *[1] * len(self.shape))
+            self.close(process.drift_target(x0, x1, x_t, t, direction), u.reshape(view) * end + w.reshape(view) * x_t,
+                       f"{direction} drift_target vs u * end + w * x_t")
+            if "eps" in self.predictions:
+                p, q = process.eps_coefficients(t, direction)
+                eps = process.target("eps", x0, x1, x_t, t, direction)
+                self.close(p.reshape(view) * x_t + q.reshape(view) * eps, end,
+                           f"{direction} p * x_t + q * eps vs the end")
+
     def check_noise_like(self) -> None:
         """noise_like(x): x's shape, dtype and device, reproducible under a seed, fresh on each call."""
         process = self.build()

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import pytest
 from torch import Tensor
 
+from sbcore.plugins import get_plugins
 from sbcore.registry import Registry
 
 
@@ -34,10 +35,7 @@ class Suite:
     def __init__(self, component: str | type, params: dict[str, Any] | None = None, *,
                  registry: Registry | None = None) -> None:
         if isinstance(component, str):
-            if registry is None:
-                from sbcore.plugins import get_plugins
-
-                registry = get_plugins().registry
+            registry = registry if registry is not None else get_plugins().registry
             self.name, self.cls = component, registry.get(self.kind, component)
         else:
             self.name, self.cls = component.__name__, component
@@ -59,10 +57,6 @@ class Suite:
             raise ValueError(f"unknown {self.kind} check {check!r}; available: {', '.join(self.checks())}")
         self.current = check
         getattr(self, f"check_{check}")()
-
-    def run_all(self) -> None:
-        for check in self.checks():
-            self.run(check)
 
     # ---- helpers for the checks --------------------------------------------------------------
 
