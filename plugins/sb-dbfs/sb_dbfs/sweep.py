@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -21,12 +22,12 @@ from sbcore.sample import load_trainer
 
 
 def sweep(run_dir: Path, sizes: list[int], n: int = 2000, direction: str = "forward", modes: int = 12,
-          sampler: str | None = None, steps: int | None = None, seed: int = 0) -> list[dict[str, float]]:
+          sampler: str | None = None, steps: int | None = None, seed: int = 0) -> Iterator[dict[str, float]]:
+    """One row per grid size, as soon as it is measured."""
     trainer, _ = load_trainer(run_dir)
     if sampler is not None:
         trainer.sampler = trainer.run.registry.get("sampler", sampler)(steps=steps or trainer.sampler.steps)
     start_side, end_side = ENDS[direction]
-    rows = []
     for size in sizes:
         generator = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed + 1)
@@ -35,15 +36,14 @@ def sweep(run_dir: Path, sizes: list[int], n: int = 2000, direction: str = "forw
         floor = draw_at(trainer.sources[end_side], n, size, generator)
         with torch.no_grad():
             generated = trainer.sample(direction, source, steps=steps).x.cpu()
-        rows.append({
+        yield {
             "N": size,
             "fd_generated": spectral_fd(generated, target, modes),
             "fd_floor": spectral_fd(floor, target, modes),
             "fd_source": spectral_fd(source, target, modes),
             "mean_rmse": float((generated.mean(0) - target.mean(0)).square().mean().sqrt()),
             "std_ratio": float((generated.std(0) / target.std(0)).mean()),
-        })
-    return rows
+        }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,14 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    rows = sweep(args.run, args.sizes, args.n, args.direction, args.modes, args.sampler, args.steps, args.seed)
-    base = rows[0]["fd_generated"]
     print("| N | FD gen-tgt | x FD@first | floor | src-tgt | gen/src | mean RMSE | std ratio |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for r in rows:
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |", flush=True)
+    rows: list[dict[str, float]] = []
+    for r in sweep(args.run, args.sizes, args.n, args.direction, args.modes, args.sampler, args.steps, args.seed):
+        rows.append(r)
+        base = rows[0]["fd_generated"]
         print(f"| {r['N']} | {r['fd_generated']:.4f} | {r['fd_generated'] / base:.2f} | {r['fd_floor']:.4f} | "
               f"{r['fd_source']:.3f} | {r['fd_generated'] / r['fd_source']:.3f} | {r['mean_rmse']:.3f} | "
-              f"{r['std_ratio']:.3f} |")
+              f"{r['std_ratio']:.3f} |", flush=True)
     print(json.dumps(rows))
     return 0
 

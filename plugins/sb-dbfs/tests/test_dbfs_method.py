@@ -9,6 +9,7 @@ import pytest
 import torch
 from sb_dbfs.method import DBFS
 from sb_dbfs.plugin import sbcore_sample_options
+from sb_dbfs.sweep import sweep
 
 from sbcore.cli import main
 from sbcore.config import ConfigError, read_yaml_file, structure_config
@@ -88,6 +89,9 @@ def test_three_stages_train_and_sample_at_a_finer_grid(tmp_path, plugins) -> Non
     out = tmp_path / "s.npz"
     assert main(["sample", f"run={tmp_path / 'runs' / 't'}", "n=3", "resolution=48", f"out={out}"]) == 0
     assert np.load(out)["x1"].shape == (3, 1, 48)
+    rows = list(sweep(tmp_path / "runs" / "t", [16, 32], n=40, modes=8, sampler="euler_maruyama", steps=4))
+    assert [r["N"] for r in rows] == [16, 32]
+    assert all(r["fd_floor"] >= 0 and r["fd_generated"] >= 0 and np.isfinite(r["fd_source"]) for r in rows)
 
 
 def test_sample_offers_a_resolution_option_for_dbfs_runs_only(tmp_path, plugins) -> None:
