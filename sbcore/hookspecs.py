@@ -2,8 +2,19 @@
 
 A plugin is a module (or object) with functions decorated by `sbcore.hookimpl`, named after the
 specs below and taking any subset of their arguments (always passed by keyword). Plugins are found
-through the entry-point group ``sbcore``; the entry-point name is the plugin name used by
-``plugin=NAME`` on the command line. Built-in components register through these same hooks.
+through the entry-point group ``sbcore``; the entry-point name is the plugin's name in
+``sbcore plugins`` and ``SBCORE_PLUGINS=a,b``. ``plugin=NAME`` in a config names a *method* (a
+registered ``method`` component, e.g. ``bm`` or ``imf``), which any plugin may provide.
+Built-in components register through these same hooks.
+
+Scope. Every installed plugin is loaded for every command, and its hooks are called for every
+run, whichever method the run uses: a lifecycle hook that should act only on its own method's
+runs checks ``run.config.plugin``. A plugin that fails to load (import error, a hook name that
+matches no spec, a failing or clashing ``sbcore_register``) is left out whole and reported by
+``sbcore plugins``. Lifecycle hooks are called one implementation at a time: one that raises is
+reported and switched off for the rest of the run (``log.strict: true`` stops the run instead),
+except that sbcore's own errors (`sbcore.errors`) always stop it; new-style hook wrappers are
+not supported on lifecycle hooks.
 """
 
 from __future__ import annotations
@@ -65,7 +76,8 @@ def sbcore_sample_options(run: Run) -> dict[str, tuple[type, str]] | None:
 
 
 # --------------------------------------------------------------------------------------------
-# Run lifecycle: called by the Trainer, on the main process only (rank 0 under DDP).
+# Run lifecycle: called by the Trainer for every run (any method), on the main process only
+# (rank 0 under DDP), through `sbcore.run.Run.call_hook`.
 # --------------------------------------------------------------------------------------------
 
 
