@@ -21,6 +21,7 @@ from tqdm import tqdm
 from sbcore.io import plots
 from sbcore.launch import distributed
 from sbcore.metrics.gaussian import GaussianSB
+from sbcore.metrics.gaussian_plan import format_plan_metrics, is_diagonal, plan_metrics
 from sbcore.process.base import ENDS, Direction
 from sbcore.sampler.base import Trajectory
 from sbcore.seeding import derive_seeds
@@ -158,7 +159,11 @@ def evaluate_translation(trainer: Trainer) -> Evaluation:
     if sb is not None:
         closed = torch.diagonal(sb.cross_cov)
         metrics["closed_form/cov_x0_x1_diag"] = float(closed.mean())
-        _print_cov_table(trainer, translations, closed)
+        scores = plan_metrics(sb, translations)
+        metrics.update(scores)
+        run.echo(format_plan_metrics(scores, trainer.step))
+        if is_diagonal(sb):  # otherwise the diagonal of Cov(x0, x1) is not the coupling
+            _print_cov_table(trainer, translations, closed)
     return Evaluation(trainer.step, metrics, translations)
 
 
