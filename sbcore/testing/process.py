@@ -9,8 +9,9 @@ SDE dX = f(X, t) dt + g dW (W with `noise_like`'s covariance) pinned at the end,
     2 < d/dt x_t(z) - f(x_t(z), t),  x_t(z) - E[x_t] > = g^2 |z|^2  (variance)
 
 where x_t(z) = sample_bridge(x0, x1, t, noise=z) for a fixed draw z. The second is the covariance
-equation C' C^T + C C'^T = W C C^T + C C^T W^T + g^2 I (Saerkkae & Solin 2019, eq. (5.51)) read
-along z; it holds exactly for every z when the coefficients are scalars or diagonal in one basis.
+equation C' C^T + C C'^T = W C C^T + C C^T W^T + g^2 I (the moment equations of a linear SDE, Särkkä &
+Solin 2019, "Applied Stochastic Differential Equations", Ch. 6) read along z; it holds exactly for every
+z when the coefficients are scalars or diagonal in one basis.
 Backward, time is reversed (d/ds = -d/dt) as in the drift convention of `ReferenceProcess`.
 """
 
