@@ -75,9 +75,9 @@ class SDSBConfig:
     inference_timesteps: int = attrs.field(default=16, validator=v.ge(1))
     epochs: int = attrs.field(default=41, validator=v.ge(1))
     steps_per_epoch: int = attrs.field(default=8192, validator=v.ge(1))
-    cache_size: int = attrs.field(default=65_536, validator=v.ge(0))
+    cache_size: int = attrs.field(default=1_048_576, validator=v.ge(0))  # refresh_every x the default batch
     refresh_every: int = attrs.field(default=4096, validator=v.ge(1))
-    cache_chunk: int = attrs.field(default=16_384, validator=v.ge(1))
+    cache_chunk: int = attrs.field(default=65_536, validator=v.ge(1))
     skip_first_epoch: bool = False
 
     def __attrs_post_init__(self) -> None:
