@@ -338,8 +338,11 @@ def test_kill_9_then_resume_keeps_metrics_monotonic(cfg, tmp_path):
     time.sleep(0.2)
     proc.kill()
     proc.wait()
-    with open(folder / "metrics.jsonl", "a") as f:
-        f.write('{"step": 99999, "loss": 0.')  # a write cut short by the kill
+    for name in ("metrics.jsonl", "events.jsonl"):
+        with open(folder / name, "a") as f:
+            f.write('{"step": 99999, "loss": 0.')  # a write cut short by the kill
+    with pytest.warns(UserWarning, match="a write cut short"):
+        assert main(["status", f"run={folder}"]) == 0 and main(["export", f"run={folder}"]) == 0
     with pytest.warns(UserWarning, match="line .* is not a JSON object"):
         read_metrics(folder / "metrics.jsonl")
     last = ckpt.list_checkpoints(folder / "checkpoints")[-1]

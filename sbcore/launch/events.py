@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,4 +28,12 @@ def read_events(run_dir: Path) -> list[dict[str, Any]]:
     path = Path(run_dir, EVENTS)
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    events = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            events.append(json.loads(line))
+        except ValueError:  # a write cut short by a killed process
+            warnings.warn(f"{path}: line {number} is not JSON (a write cut short?); skipped", stacklevel=2)
+    return events
