@@ -1,0 +1,126 @@
+"""The ``ddib`` method: one eps-prediction diffusion model of one domain (Su et al. 2023, Sec. 3).
+
+DDIB trains a standard DDPM eps-predictor per domain, each alone on its own data, and translates by
+encoding with the source model and decoding with the target model (`sb_ddib.translate`). A run here
+is one such model: bridge matching on a deterministic path (the core's VP process, x1 = eps) from the
+domain x0 to white noise x1, with ONE network serving both directions: on VP the eps target of the
+forward (encode) and backward (decode) directions is the same noise, so the loss is DDPM's
+||eps_theta(x_t, t) - eps||^2 (Ho et al. 2020, eq. (14); guided-diffusion `LossType.MSE`).
+
+Times: on a discrete process (``vp`` with ``steps: T``) t is drawn uniformly from its T training times
+i / (T - 1), as guided-diffusion draws the index i; on a continuous one, uniformly in [eps, 1 - eps].
+``eps_skip`` adds b(t) x to the network's output (b = sqrt(1 - abar)): the exact eps of unit-variance
+data at high noise, which keeps small CPU-trained models from blowing up there (spec §2.7; a
+documented deviation from the reference's plain output).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+import torch
+from attrs import validators as v
+from torch import Tensor
+
+from sbcore.coupling.independent import IndependentCoupling
+from sbcore.data.base import Source
+from sbcore.network.base import Network
+from sbcore.process.base import Direction, ReferenceProcess, expand_t
+from sbcore.sampler.base import Predictor
+from sbcore.train.bridge_matching import BridgeMatching, bridge_matching_loss
+
+#: the module name of the single network.
+NETWORK = "eps"
+
+
+class Noise(Source):
+    """White noise N(0, I) of a given per-sample shape: DDIB's latent side x1 (dataset ``noise``)."""
+
+    def __init__(self, shape: list[int]) -> None:
+        if not shape or min(shape) < 1:
+            raise ValueError(f"shape: expected a list of positive sizes, e.g. [2] or [1, 32, 32], got {shape}")
+        self.shape = tuple(int(s) for s in shape)
+
+    def __repr__(self) -> str:
+        return f"Noise(shape={list(self.shape)})"
+
+    def sample(self, n: int, generator: torch.Generator) -> Tensor:
+        return torch.randn((n, *self.shape), generator=generator)
+
+
+@attrs.frozen
+class DDIBConfig:
+    """The `method:` section of `ddib`.
+
+    eps_skip: add b(t) x to the network output (see the module docstring).
+    t_epsilon: margin of the continuous time draw (unused on a discrete process).
+    loss_reduction: mean over every element (guided-diffusion) or sum over dimensions.
+    """
+
+    eps_skip: bool = True
+    t_epsilon: float = attrs.field(default=1.0e-3, validator=[v.ge(0.0), v.lt(0.5)])
+    loss_reduction: Literal["sum", "mean"] = "mean"
+
+
+class EpsModel:
+    """The network seen as an eps-predictor, with the optional skip b(t) x."""
+
+    def __init__(self, network: Network, process: ReferenceProcess, skip: bool) -> None:
+        self.network, self.process, self.skip = network, process, skip
+
+    def __call__(self, x: Tensor, t: Tensor, **cond: Tensor) -> Tensor:
+        out = self.network(x, t, **cond)
+        if not self.skip:
+            return out
+        b = self.process.coefficients(torch.as_tensor(t, dtype=x.dtype, device=x.device))[1]
+        return out + expand_t(b, x) * x
+
+
+def check_deterministic(process: ReferenceProcess) -> None:
+    """DDIM encodes and decodes along a path with c(t) = 0 (VP, or the sigma = 0 bridge)."""
+    c = process.coefficients(torch.linspace(0.0, 1.0, 11, dtype=torch.float64))[2]
+    if float(c.abs().max()) > 0:
+        raise ValueError(f"process: ddib needs a deterministic path (c(t) = 0), e.g. {{kind: vp, steps: 4000}}; "
+                         f"got {process!r}")
+
+
+class DDIB(BridgeMatching):
+    """One domain's diffusion model; `sample("forward")` encodes, `sample("backward")` decodes."""
+
+    Config = DDIBConfig
+
+    def setup(self) -> None:
+        registry, data = self.run.registry, self.run.config.data
+        if data.pairs is not None:
+            raise ValueError("data.pairs: ddib trains each domain's model alone; give data.x0 (the domain) only")
+        x0 = data.x0.build(registry)
+        x1 = data.x1.build(registry) if data.x1 is not None else Noise(list(x0.shape))
+        if tuple(x1.shape) != tuple(x0.shape):
+            raise ValueError(f"data.x1 has shape {tuple(x1.shape)} but data.x0 has {tuple(x0.shape)}; "
+                             "the latent is noise of the data's shape")
+        self.pairs, self.sources, self.shape = None, {"x0": x0, "x1": x1}, tuple(x0.shape)
+        self.process = self.run.config.process.build(registry)
+        check_deterministic(self.process)
+        self.coupling = IndependentCoupling()
+        if self.device.type == "cpu":  # denormals slow small CPU models ~10x late in training (spec §2.7)
+            torch.set_flush_denormal(True)
+        self.sampler = self.run.config.sampler.build(registry)
+        self.directions = ("forward", "backward")
+        network = self.add_network(NETWORK, self.run.config.network.build(registry, shape=self.shape))
+        self.model = EpsModel(network, self.process, self.method.eps_skip)
+
+    def sample_t(self, n: int) -> Tensor:
+        size = self.process.grid_size
+        if size is None:
+            return super().sample_t(n)
+        return torch.randint(size, (n,), device=self.device).float() / (size - 1)
+
+    def training_loss(self, batch_size: int) -> Tensor:
+        x0, x1 = self.draw_pairs(batch_size)
+        return bridge_matching_loss(self.model, self.process, x0, x1, self.sample_t(batch_size), "backward",
+                                    "eps", reduction=self.method.loss_reduction)
+
+    def predictor(self, direction: Direction, network: Network | None = None, cond: Tensor | None = None) -> Predictor:
+        model = self.model if network is None else EpsModel(network, self.process, self.method.eps_skip)
+        return Predictor(model, self.process, direction, "eps", cond)
