@@ -27,6 +27,7 @@ from sbcore.config import SamplerSpec
 from sbcore.errors import UserError
 from sbcore.io import plots
 from sbcore.io.files import atomic_write
+from sbcore.metrics.digits import domain_accuracy, feature_distance
 from sbcore.metrics.translation import sample_in_chunks
 from sbcore.metrics.vector import sliced_wasserstein2
 from sbcore.sample import load_trainer, read_inputs
@@ -108,6 +109,12 @@ def translate_runs(opts: dict[str, str]) -> dict[str, Any]:
         record["sliced_w2"] = {"translated_vs_target": sliced_wasserstein2(y.x, tgt),
                                "source_vs_target": sliced_wasserstein2(x, tgt),
                                "source_vs_source": sliced_wasserstein2(x, src)}
+    elif x.ndim == 4 and x.shape[1] == 1:  # digits-CNN metrics (sbcore.metrics.digits) for 1-channel images
+        tgt = target.draw("x0", max(len(x), 2), torch.Generator().manual_seed(fresh_seed))
+        record["image_metrics"] = {"feature_distance_translated": feature_distance(y.x, tgt),
+                                   "feature_distance_source": feature_distance(x, tgt),
+                                   "domain_accuracy_translated": domain_accuracy(y.x, tgt),
+                                   "domain_accuracy_source": domain_accuracy(x, tgt)}
     out = Path(opts.get("out", "translation"))
     out.mkdir(parents=True, exist_ok=True)
     saved = {k: v.numpy() for k, v in arrays.items()}
@@ -157,6 +164,8 @@ def command(args: argparse.Namespace) -> int:
         s = record["sliced_w2"]
         print(f"sliced W2 to fresh target samples: translated {s['translated_vs_target']:.4f}, untranslated source "
               f"{s['source_vs_target']:.4f} (source vs fresh source {s['source_vs_source']:.4f})")
+    for key, value in record.get("image_metrics", {}).items():
+        print(f"  {key:32s} {value:.4f}")
     print(f"wrote {out}/translation.npz, translation.json and pictures")
     return 0
 

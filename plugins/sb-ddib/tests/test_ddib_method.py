@@ -113,3 +113,12 @@ def test_cycle_stats_are_per_sample_l2():
     back[:, 0] = torch.arange(100.0)
     stats = cycle_stats(x, back)
     assert stats["max"] == 99 and stats["mean"] == pytest.approx(49.5) and stats["median"] == 49
+
+
+@pytest.mark.parametrize("name", ["moons", "checkerboard", "mnist", "mnist_cpu", "fashion_mnist", "fashion_mnist_cpu"])
+def test_example_configs_are_valid(name, plugins):
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[3] / "examples" / "ddib" / f"{name}.yaml"
+    config = structure_config(yaml.safe_load(path.read_text()), plugins.registry)
+    assert config.plugin == "ddib" and config.process.kind == "vp"
