@@ -274,6 +274,8 @@ def test_bad_settings_and_shapes_are_named() -> None:
         SpectralProcess(spectrum="physical")
     with pytest.raises(ValueError, match="spectrum: expected"):
         SpectralProcess(spectrum="fourier")
+    with pytest.raises(ValueError, match="shift: 0 makes a = 0"):
+        SpectralProcess(shift=0.0)
     with pytest.raises(ValueError, match="per mode: pass the spatial shape"):
         SpectralProcess(dims=2).coefficients(torch.tensor([0.5]))
     with pytest.raises(ValueError, match="expects a batch"):

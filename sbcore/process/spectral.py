@@ -97,6 +97,9 @@ class SpectralProcess(ReferenceProcess):
         if not sigma > 0 or not shift >= 0 or not q_exponent >= 0:
             raise ValueError(f"need sigma > 0, shift >= 0, q_exponent >= 0; got sigma={sigma}, shift={shift}, "
                              f"q_exponent={q_exponent}")
+        if shift == 0 and q_exponent > 0:
+            raise ValueError(f"shift: 0 makes a = 0 in the constant mode, where lambda = a^(-q) is infinite; "
+                             f"use q_exponent: 0 with it, got q_exponent={q_exponent}")
         self.dims, self.spectrum, self.q_exponent = dims, spectrum, float(q_exponent)
         self.sigma, self.shift, self.reference_size = float(sigma), float(shift), reference_size
         self._cache: dict[tuple, tuple[Tensor, Tensor]] = {}
