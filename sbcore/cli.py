@@ -57,7 +57,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_config(args: argparse.Namespace) -> int:
     """Print the full default config of a plugin (every key, with defaults)."""
     plugins = get_plugins()
-    _, overrides = split_args(args.items)
+    path, overrides = split_args(args.items)
+    if path is not None:
+        raise ConfigError([f"sbcore config takes plugin=NAME and key.sub=value items, not a file ({path})"])
     raw = parse_overrides(overrides)
     if "plugin" not in raw:
         raise ConfigError([f"give plugin=NAME; available: {', '.join(plugins.registry.names('method'))}"])

@@ -139,6 +139,7 @@ def test_other_commands_reject_bad_arguments(tmp_path, capsys):
     clean_failure(capsys, ["plugins", "extra"], 2, "takes no arguments")
     clean_failure(capsys, ["config"], 2, "give plugin=NAME")
     clean_failure(capsys, ["config", "plugin=nope"], 2, "unknown method 'nope'")
+    clean_failure(capsys, ["config", "plugin=bm", "cfg.yaml"], 2, "not a file (cfg.yaml)")
     clean_failure(capsys, ["sample", f"run={tmp_path / 'none'}"], 2, "run folder not found")
     clean_failure(capsys, ["status", f"run={tmp_path / 'none'}"], 2, "run folder not found")
     with pytest.raises(SystemExit) as exit_info:
