@@ -23,8 +23,10 @@ import torch
 from attrs import validators as v
 from torch import Tensor
 
+from sb_ddib.translate import cycle_stats
 from sbcore.coupling.independent import IndependentCoupling
 from sbcore.data.base import Source
+from sbcore.metrics.translation import Evaluation, sample_in_chunks
 from sbcore.network.base import Network
 from sbcore.process.base import Direction, ReferenceProcess, expand_t
 from sbcore.sampler.base import Predictor
@@ -124,3 +126,14 @@ class DDIB(BridgeMatching):
     def predictor(self, direction: Direction, network: Network | None = None, cond: Tensor | None = None) -> Predictor:
         model = self.model if network is None else EpsModel(network, self.process, self.method.eps_skip)
         return Predictor(model, self.process, direction, "eps", cond)
+
+    def evaluate(self) -> Evaluation:
+        """The core's evaluation plus the same-model round trip decode(encode(x)): DDIM's inversion error,
+        the floor of any translation's cycle error (users report it as their first problem, spec §2.6)."""
+        evaluation = super().evaluate()
+        encoded = evaluation.translations.get("forward")
+        if encoded is not None:
+            back = sample_in_chunks(self, "backward", encoded.outputs.x, progress=False).x
+            stats = cycle_stats(encoded.inputs, back)
+            evaluation.metrics.update({f"reconstruction_l2_{k}": v for k, v in stats.items()})
+        return evaluation

@@ -80,6 +80,8 @@ def test_noisy_processes_and_paired_data_are_refused(tmp_path, plugins):
 def test_translate_between_two_runs_writes_outputs_and_the_cycle(tmp_path, capsys):
     for name, dataset in (("moons", "ddib-moons"), ("checker", "ddib-checkerboard")):
         assert main(["run", str(write(tmp_path, tiny(tmp_path, name, dataset)))]) == 0
+    summary = json.loads((tmp_path / "runs" / "moons" / "metrics.jsonl").read_text().splitlines()[-1])["summary"]
+    assert summary["reconstruction_l2_max"] >= summary["reconstruction_l2_mean"] > 0
     out = tmp_path / "tr"
     runs = tmp_path / "runs"
     assert main(["translate", f"source={runs / 'moons'}", f"target={runs / 'checker'}", "n=50", "steps=5",
