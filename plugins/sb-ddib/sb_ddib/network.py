@@ -41,15 +41,16 @@ class ResBlock(nn.Module):
 
 
 class ResidualMLP(Network):
-    """DDIB's 2-D eps-network on vectors of `shape` (d,); `channels` C divisible by `groups`."""
+    """DDIB's 2-D eps-network on vectors of `shape` (d,); `channels` C a multiple of `groups`, at least 2 per group."""
 
     def __init__(self, shape: tuple[int, ...], channels: int = 256, blocks: int = 3, dropout: float = 0.0,
                  groups: int = 32, time_scale: float = 1000.0) -> None:
         super().__init__()
         if len(shape) != 1:
             raise ValueError(f"network residual_mlp: expected vector data of shape (d,), got {tuple(shape)}")
-        if channels < 2 or channels % groups:
-            raise ValueError(f"network residual_mlp: channels must be a multiple of groups ({groups}), got {channels}")
+        if channels % groups or channels < 2 * groups:  # a group of one channel normalises to 0
+            raise ValueError(f"network residual_mlp: channels must be a multiple of groups ({groups}) with at least "
+                             f"2 per group, got {channels}")
         if blocks < 1 or not 0 <= dropout < 1:
             raise ValueError(f"network residual_mlp: need blocks >= 1 and 0 <= dropout < 1, got {blocks}, {dropout}")
         dim = shape[0]

@@ -17,6 +17,7 @@ from sbcore.config import structure_config
 from sbcore.plugins import create_plugins
 from sbcore.process import VPDiffusion
 from sbcore.run import Run
+from sbcore.testing import NetworkSuite
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def tiny(tmp_path, name, dataset, **process):
         "plugin": "ddib", "name": name, "out": str(tmp_path / "runs"), "seed": 0,
         "data": {"x0": {"source": "toy2d", "name": dataset}},
         "process": {"kind": "vp", "steps": 100, **process},
-        "network": {"kind": "residual_mlp", "channels": 32, "blocks": 1, "time_scale": 99},
+        "network": {"kind": "residual_mlp", "channels": 32, "blocks": 1, "groups": 8, "time_scale": 99},
         "train": {"steps": 10, "batch_size": 64, "log_every": 5, "eval_samples": 100, "progress": False,
                   "threads": 1},
         "sampler": {"kind": "ddim", "steps": 10, "grid": "respaced", "reference_compat": True},
@@ -50,12 +51,14 @@ def test_paper_sized_network_has_about_three_million_parameters_and_starts_at_ze
     assert torch.equal(net(x, torch.rand(5)), torch.zeros(5, 2))
     with pytest.raises(ValueError, match="multiple of groups"):
         ResidualMLP((2,), channels=48)
+    with pytest.raises(ValueError, match="at least 2 per group"):
+        ResidualMLP((2,), channels=32)
 
 
 def test_eps_skip_is_the_exact_eps_of_standard_normal_data_at_any_time():
     """For x0 ~ N(0, I), E[eps | x_t] = b(t) x_t: a zero network with the skip is exact."""
     process = VPDiffusion(steps=100)
-    net = ResidualMLP((2,), channels=32, blocks=1)
+    net = ResidualMLP((2,), channels=32, blocks=1, groups=8)
     x, t = torch.randn(4, 2), torch.full((4,), 0.3)
     b = process.coefficients(t)[1]
     assert torch.allclose(EpsModel(net, process, skip=True)(x, t), b[:, None] * x)
@@ -124,3 +127,9 @@ def test_example_configs_are_valid(name, plugins):
     path = Path(__file__).resolve().parents[3] / "examples" / "ddib" / f"{name}.yaml"
     config = structure_config(yaml.safe_load(path.read_text()), plugins.registry)
     assert config.plugin == "ddib" and config.process.kind == "vp"
+
+
+@pytest.mark.parametrize("check", NetworkSuite.checks())
+def test_residual_mlp_passes_the_network_conformance_suite(check):
+    params = {"channels": 32, "blocks": 1, "groups": 8, "dropout": 0.1}
+    NetworkSuite("residual_mlp", params, shapes=[(2,), (5,)]).run(check)
