@@ -348,8 +348,9 @@ def test_kill_9_then_resume_keeps_metrics_monotonic(cfg, tmp_path):
         read_metrics(folder / "metrics.jsonl")
     last = ckpt.list_checkpoints(folder / "checkpoints")[-1]
     resumed_at = ckpt.read_metadata(last)["step"]
-    assert main(["run", str(cfg), "resume=true", f"train.steps={resumed_at + 4}", "train.log_every=1",
-                 "train.checkpoint_every=3"]) == 0
+    with pytest.warns(UserWarning, match="a write cut short"):  # the resume drops the torn line
+        assert main(["run", str(cfg), "resume=true", f"train.steps={resumed_at + 4}", "train.log_every=1",
+                     "train.checkpoint_every=3"]) == 0
     steps = [r["step"] for r in read_metrics(folder / "metrics.jsonl") if "loss" in r]
     assert steps == sorted(set(steps)) and steps[-1] == resumed_at + 4
     assert all(ckpt.is_readable(p) for p in ckpt.list_checkpoints(folder / "checkpoints"))
