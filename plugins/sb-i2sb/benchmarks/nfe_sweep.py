@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         out = sample_in_chunks(trainer, "backward", degraded, steps=nfe, progress=False)
         rows[f"I2SB NFE {nfe}"] = {**scores(out.x, clean), "seconds": time.perf_counter() - start}
+        print(f"NFE {nfe}: {rows[f'I2SB NFE {nfe}']}", flush=True)
     print(f"{args.run} (step {meta.get('step', '?')}), {args.n} test images")
     print("| | PSNR (dB) | SSIM | feature distance |\n|---|---|---|---|")
     for name, row in rows.items():
