@@ -133,7 +133,7 @@ COMMANDS = [
     ("sample", cmd_sample, "sample a trained run or translate your inputs: "
                            "sbcore sample run=DIR (n=N | input=FILE_OR_FOLDER) out=FILE.npz",
      "run=DIR n=N out=FILE.npz direction=forward|backward steps=K path=true|false seed=S input=FILE_OR_FOLDER "
-     "device=auto|cpu|cuda, and options the run's method adds"),
+     "key=ARRAY device=auto|cpu|cuda, and options the run's method adds"),
     ("config", cmd_config, "print the full default config: sbcore config plugin=NAME",
      "plugin=NAME and key.sub=value overrides; prints every key with its default, every component's parameters"),
     ("plugins", cmd_plugins, "list plugins, their hooks and components", "(none)"),

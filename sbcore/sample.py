@@ -10,6 +10,7 @@ A plugin adds options of its own through `sbcore_sample_options`.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,14 @@ def load_trainer(run_dir: Path, device: str = "auto"):
     run = Run(config=config, dir=run_dir, plugins=plugins, device=choose_device(device))
     trainer = plugins.registry.get("method", config.plugin)(run)
     trainer.setup()
-    tensors, meta = ckpt.load_weights(found[-1])
+    try:
+        tensors, meta = ckpt.load_weights(found[-1])
+    except ckpt.CheckpointError as exc:  # fall back to the newest checkpoint that reads, as resume does
+        good = ckpt.last_good(run_dir / "checkpoints")
+        if good is None:
+            raise
+        print(f"sbcore: warning: {exc}; using {good.name}", file=sys.stderr)
+        tensors, meta = ckpt.load_weights(good)
     ema = {k[4:]: t for k, t in tensors.items() if k.startswith("ema/")}
     trainer.networks.load_state_dict(ema)
     trainer.networks.eval()

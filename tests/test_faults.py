@@ -229,8 +229,12 @@ def test_run_folder_with_pipe_url_says_so_before_sampling(finished, capsys, monk
     clean_failure(capsys, ["sample", f"run={finished}", "n=4"], 2, "pipe:touch", "SBCORE_ALLOW_PIPE=1")
 
 
-def test_damaged_checkpoint_is_named_by_sample(finished, capsys):
-    for path in ckpt.list_checkpoints(finished / "checkpoints"):
+def test_damaged_checkpoint_is_named_by_sample(finished, tmp_path, capsys):
+    found = ckpt.list_checkpoints(finished / "checkpoints")
+    found[-1].write_bytes(found[-1].read_bytes()[:-8])
+    assert main(["sample", f"run={finished}", "n=4", f"out={tmp_path / 's.npz'}"]) == 0
+    assert "step_00000006.safetensors" in capsys.readouterr().err and (tmp_path / "s.npz").is_file()
+    for path in found:
         path.write_bytes(b"garbage")
     clean_failure(capsys, ["sample", f"run={finished}", "n=4"], 1, "step_00000006.safetensors")
 
