@@ -14,7 +14,6 @@ import os
 import signal
 import sys
 import traceback
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -97,12 +96,8 @@ def _plain(value: Any) -> Any:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from sbcore.data.pipes import check_run_pipes
     from sbcore.sample import sample_command
 
-    run = next((item.split("=", 1)[1] for item in args.items if item.startswith("run=")), None)
-    if run is not None:
-        check_run_pipes(Path(run))
     return sample_command(args.items)
 
 

@@ -23,6 +23,7 @@ from torchvision.transforms.v2 import functional as F
 from sbcore.config import read_yaml_file, structure_config
 from sbcore.data.arrays import SUFFIXES, read_arrays
 from sbcore.data.image_folder import fit, list_images
+from sbcore.data.pipes import check_run_pipes
 from sbcore.errors import DataError, RunFolderError, UserError
 from sbcore.io import checkpoint as ckpt
 from sbcore.io import plots
@@ -39,7 +40,10 @@ OPTIONS = ("run", "direction", "steps", "out", "device", "n", "path", "seed", "i
 
 
 def load_trainer(run_dir: Path, device: str = "auto"):
-    """Rebuild a run's trainer from its config.yaml and load the latest checkpoint's EMA weights."""
+    """Rebuild a run's trainer from its config.yaml and load the latest checkpoint's EMA weights.
+
+    A config.yaml with ``pipe:`` URLs (shell commands) stops here unless ``SBCORE_ALLOW_PIPE=1``."""
+    check_run_pipes(run_dir)
     plugins = get_plugins()
     config = structure_config(read_yaml_file(run_dir / "config.yaml"), plugins.registry)
     found = ckpt.list_checkpoints(run_dir / "checkpoints")

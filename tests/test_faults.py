@@ -227,6 +227,8 @@ def test_run_folder_with_pipe_url_says_so_before_sampling(finished, capsys, monk
     raw["data"]["x1"] = {"source": "shards", "urls": "pipe:touch /tmp/sbcore-pwned", "allow_pipe": True}
     (finished / "config.yaml").write_text(yaml.safe_dump(raw))
     clean_failure(capsys, ["sample", f"run={finished}", "n=4"], 2, "pipe:touch", "SBCORE_ALLOW_PIPE=1")
+    clean_failure(capsys, ["eval", f"run={finished}", "n=4"], 2, "pipe:touch")
+    assert not Path("/tmp/sbcore-pwned").exists()
 
 
 def test_damaged_checkpoint_is_named_by_sample(finished, tmp_path, capsys):

@@ -2,8 +2,8 @@
 
 A source allows them with ``allow_pipe: true``; ``SBCORE_ALLOW_PIPE=1`` allows them everywhere.
 A run folder made by someone else may hold such a config, so `check_run_pipes` makes commands
-that rebuild a run from its folder (``sbcore sample``) say so before anything runs, unless the
-environment variable is set.
+that rebuild a run from its folder (``sbcore sample``, ``sbcore eval``: `sbcore.sample.load_trainer`)
+say so before anything runs, unless the environment variable is set.
 """
 
 from __future__ import annotations
