@@ -56,6 +56,8 @@ if TYPE_CHECKING:
 
 #: key of the evaluation's random streams (`derive_seeds(seed, EVAL_STREAM, rank)`).
 EVAL_STREAM = 10_000_019
+#: devices on which AdamW runs its fused kernel.
+FUSED_DEVICES = ("cpu", "cuda")
 
 
 class Trainer(ABC):
@@ -168,7 +170,9 @@ class Trainer(ABC):
         groups = [group for group in groups if group["params"]]
         #: what the optimiser updates (and gradients are all-reduced over), listed once.
         self.trainable = [p for group in groups for p in group["params"]]
-        self.optimizer = torch.optim.AdamW(groups, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        # the fused kernel updates every parameter in one call (per dtype), instead of a Python loop over tensors
+        self.optimizer = torch.optim.AdamW(groups, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay,
+                                           fused=self.device.type in FUSED_DEVICES)
         self.ema = EMA(self.networks, self.cfg.ema_decay)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.cfg.precision == "fp16")
 
@@ -177,41 +181,54 @@ class Trainer(ABC):
     def _reseed(self, index: int) -> None:
         """Seed the micro-batch `index` of the current step (see the module docstring)."""
         torch_seed, data_seed = distributed.micro_seeds(self.run.config.seed, self.step, index)
-        torch.manual_seed(torch_seed)
+        # what torch.manual_seed sets here, without its per-call pass over every device backend
+        torch.default_generator.manual_seed(torch_seed)
+        if self.device.type == "cuda":
+            torch.cuda.manual_seed_all(torch_seed)
         self.data_generator.manual_seed(data_seed)
 
     def train_step(self) -> dict[str, float]:
+        """One optimisation step. The loss and gradient norm stay on the device until one read of both, which
+        the finiteness check needs before the update is applied."""
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr_at(self.step)
         plan = self.plan
-        total = 0.0
+        losses = []
         for index in plan.indices():
             self._reseed(index)
             with self.autocast():
                 loss = self.training_loss(plan.micro_batch) / plan.micro_batches
             self.scaler.scale(loss).backward()
-            total += float(loss.detach())
+            losses.append(loss.detach().float())
         distributed.all_reduce_grads(self.trainable)
-        total = distributed.all_reduce_sum(total, self.device)
-        signum = self._stop.signum if self._stop is not None else None
-        self._stop_agreed = distributed.max_over_ranks(signum or 0, self.device)
         self.scaler.unscale_(self.optimizer)
         grad_norm = self.clip_gradients()
-        if not math.isfinite(total) or (not self.scaler.is_enabled() and not math.isfinite(float(grad_norm))):
-            return self._nonfinite(total, float(grad_norm))
+        local, norm = torch.stack([sum(losses[1:], losses[0]), grad_norm.float()]).tolist()
+        total = distributed.all_reduce_sum(local, self.device)
+        signum = self._stop.signum if self._stop is not None else None
+        self._stop_agreed = distributed.max_over_ranks(signum or 0, self.device)
+        if not math.isfinite(total) or (not self.scaler.is_enabled() and not math.isfinite(norm)):
+            return self._nonfinite(total, norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.ema.update()  # on every rank (weights are identical), so every rank can sample for evaluation
         self.step += 1
-        return {"loss": total, "grad_norm": float(grad_norm), "lr": self.optimizer.param_groups[0]["lr"]}
+        return {"loss": total, "grad_norm": norm, "lr": self.optimizer.param_groups[0]["lr"]}
 
     def clip_gradients(self) -> Tensor:
         """Clip each network's gradient norm to `train.grad_clip` on its own, so two networks trained in one
-        run (forward and backward) never share a clip budget; returns the norm over all of them, before clipping."""
-        clip = self.cfg.grad_clip if self.cfg.grad_clip is not None else math.inf
-        norms = [torch.nn.utils.clip_grad_norm_(group["params"], clip) for group in self.optimizer.param_groups]
-        return torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros(())
+        run (forward and backward) never share a clip budget; returns the norm over all of them, before clipping.
+        Without a clip the norms are only measured (for the finiteness check and the log)."""
+        groups = [[p for p in group["params"] if p.grad is not None] for group in self.optimizer.param_groups]
+        groups = [params for params in groups if params]
+        if not groups:
+            return torch.zeros((), device=self.device)
+        norms = [torch.nn.utils.get_total_norm([p.grad for p in params], foreach=True) for params in groups]
+        if self.cfg.grad_clip is not None:  # clip_grads_with_norm_ scales the .grad of the parameters it is given
+            for params, norm in zip(groups, norms, strict=True):
+                torch.nn.utils.clip_grads_with_norm_(params, self.cfg.grad_clip, norm, foreach=True)
+        return torch.linalg.vector_norm(torch.stack(norms))
 
     def _nonfinite(self, loss: float, grad_norm: float) -> dict[str, float]:
         """A NaN/inf loss or gradient: drop the step's gradients, then stop or skip (`train.nonfinite`)."""
