@@ -153,7 +153,8 @@ def sample_command(items: list[str]) -> int:
         valid = ", ".join([*OPTIONS, *(f"{k} ({t.__name__}: {h})" for k, (t, h) in extra.items())])
         raise UserError(f"sbcore sample: unknown option(s) {', '.join(unknown)}; valid: {valid}")
     options = {k: _parse(k, opts[k], extra[k][0]) for k in extra if k in opts}
-    direction = opts.get("direction", "forward")
+    # a run that trained one direction (I2SB restores x1 -> x0) samples it by default
+    direction = opts.get("direction", trainer.directions[0] if len(trainer.directions) == 1 else "forward")
     if direction not in trainer.directions:
         raise UserError(f"direction={direction}: this run trained {', '.join(trainer.directions)}")
     start, end = ENDS[direction]
