@@ -13,6 +13,7 @@ A constant beta = sigma^2 is exactly `BrownianBridge(sigma)`.
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 from typing import Literal
 
 import torch
@@ -23,7 +24,55 @@ from sbcore.process.base import Direction, ReferenceProcess, check_direction
 Schedule = Literal["constant", "linear", "symmetric"]
 
 
-class ScheduledBridge(ReferenceProcess):
+class GaussianBridge(ReferenceProcess):
+    """The bridge of dX = sqrt(beta(t)) dW, given its two one-sided variances.
+
+    var_fwd(t): variance the reference adds from x_0 up to t (std_fwd^2); var_bwd(t): from t up to x_1
+    (std_bwd^2). The product of the two one-sided Gaussians gives the marginal (I2SB eq. (11)):
+    a = var_bwd / (var_fwd + var_bwd), b = var_fwd / (...), c^2 = var_fwd var_bwd / (...); the drift
+    towards x_1 is beta (x_1 - x_t) / var_bwd and towards x_0 beta (x_0 - x_t) / var_fwd. Continuous
+    schedules have var_fwd + var_bwd = const; tabulated ones (I2SB's inclusive sums) need not.
+    """
+
+    @abstractmethod
+    def var_fwd(self, t: Tensor) -> Tensor:
+        """Variance of the reference started at x_0, at time t."""
+
+    @abstractmethod
+    def var_bwd(self, t: Tensor) -> Tensor:
+        """Variance the reference still adds from t to the end x_1."""
+
+    @abstractmethod
+    def beta(self, t: Tensor) -> Tensor:
+        """The diffusion rate beta(t) = g(t)^2."""
+
+    def std_fwd(self, t: Tensor) -> Tensor:
+        return self.var_fwd(t).clamp_min(0).sqrt()
+
+    def std_bwd(self, t: Tensor) -> Tensor:
+        return self.var_bwd(t).clamp_min(0).sqrt()
+
+    def coefficients(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        fwd, bwd = self.var_fwd(t), self.var_bwd(t)
+        total = fwd + bwd
+        return bwd / total, fwd / total, (fwd * bwd / total).clamp_min(0).sqrt()
+
+    def drift_coefficients(self, t: Tensor, direction: Direction) -> tuple[Tensor, Tensor]:
+        check_direction(direction)
+        rest = self.var_bwd(t) if direction == "forward" else self.var_fwd(t)
+        u = self.beta(t) / rest
+        return u, -u
+
+    def eps_coefficients(self, t: Tensor, direction: Direction) -> tuple[Tensor, Tensor]:
+        check_direction(direction)
+        std = self.std_bwd(t) if direction == "forward" else self.std_fwd(t)
+        return torch.ones_like(std), -std
+
+    def diffusion(self, t: Tensor) -> Tensor:
+        return self.beta(t).sqrt()
+
+
+class ScheduledBridge(GaussianBridge):
     """Scheduled Brownian bridge.
 
     schedule: ``constant`` (beta = beta_max), ``linear`` (beta_min -> beta_max over [0, 1]) or
@@ -78,32 +127,12 @@ class ScheduledBridge(ReferenceProcess):
     def total(self) -> float:
         return float(self.sigma2(torch.tensor(1.0, dtype=torch.float64)))
 
-    def std_fwd(self, t: Tensor) -> Tensor:
-        return self.sigma2(t).clamp_min(0).sqrt()
+    def var_fwd(self, t: Tensor) -> Tensor:
+        return self.sigma2(t)
 
-    def std_bwd(self, t: Tensor) -> Tensor:
-        return (self.total - self.sigma2(t)).clamp_min(0).sqrt()
+    def var_bwd(self, t: Tensor) -> Tensor:
+        return self.total - self.sigma2(t)
 
     @property
     def brownian_sigma(self) -> float | None:
         return math.sqrt(self.beta_max) if self.schedule == "constant" else None
-
-    # ---- the interface -----------------------------------------------------------------------
-
-    def coefficients(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        s2, total = self.sigma2(t), self.total
-        return 1 - s2 / total, s2 / total, (s2 * (total - s2) / total).clamp_min(0).sqrt()
-
-    def drift_coefficients(self, t: Tensor, direction: Direction) -> tuple[Tensor, Tensor]:
-        check_direction(direction)
-        rest = self.total - self.sigma2(t) if direction == "forward" else self.sigma2(t)
-        u = self.beta(t) / rest
-        return u, -u
-
-    def eps_coefficients(self, t: Tensor, direction: Direction) -> tuple[Tensor, Tensor]:
-        check_direction(direction)
-        std = self.std_bwd(t) if direction == "forward" else self.std_fwd(t)
-        return torch.ones_like(std), -std
-
-    def diffusion(self, t: Tensor) -> Tensor:
-        return self.beta(t).sqrt()

@@ -35,8 +35,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from sbcore.process.base import Direction, ReferenceProcess, check_direction
-from sbcore.process.scheduled import ScheduledBridge
+from sbcore.process.scheduled import GaussianBridge, ScheduledBridge
 
 
 def reference_betas(interval: int, beta_min: float, beta_max: float) -> Tensor:
@@ -55,7 +54,7 @@ def integrated_betas(interval: int, beta_min: float, beta_max: float) -> Tensor:
     return ScheduledBridge("symmetric", beta_min, beta_max).sigma2(edges).diff()
 
 
-class I2SBBridge(ReferenceProcess):
+class I2SBBridge(GaussianBridge):
     """I2SB's bridge: tables std_fwd, std_bwd, mu_x0, mu_x1, std_sb over `interval` steps.
 
     beta_max: 0.3 for the paper's JPEG and super-resolution runs, 1.0 (with ot_ode) for blur and
@@ -104,6 +103,17 @@ class I2SBBridge(ReferenceProcess):
         values = self.tables[name].to(t.device)[self.index(t).to(t.device)]
         return values.to(t.dtype) if t.is_floating_point() else values
 
+    def var_fwd(self, t: Tensor | float) -> Tensor:
+        return self.table("std_fwd", t) ** 2
+
+    def var_bwd(self, t: Tensor | float) -> Tensor:
+        return self.table("std_bwd", t) ** 2
+
+    def beta(self, t: Tensor | float) -> Tensor:
+        """The per-step beta over the step length 1 / (N - 1): the drift rate of the generic samplers
+        (the same for OT-ODE, whose mean path has this drift; `I2SBPosterior` uses the tables directly)."""
+        return self.table("rate", t)
+
     def std_fwd(self, t: Tensor | float) -> Tensor:
         return self.table("std_fwd", t)
 
@@ -118,21 +128,6 @@ class I2SBBridge(ReferenceProcess):
     def coefficients(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         c = torch.zeros_like(self.std_sb(t)) if self.ot_ode else self.std_sb(t)
         return self.table("mu_x0", t), self.table("mu_x1", t), c
-
-    def drift_coefficients(self, t: Tensor, direction: Direction) -> tuple[Tensor, Tensor]:
-        """Drift rate beta(t) / remaining variance, with beta(t) the per-step beta over the step length
-        1 / (N - 1); the same for OT-ODE, whose mean path has this drift (for generic SDE/ODE samplers;
-        `I2SBPosterior` uses the tables directly)."""
-        check_direction(direction)
-        rest = self.std_bwd(t) if direction == "forward" else self.std_fwd(t)
-        u = self.table("rate", t) / rest**2
-        return u, -u
-
-    def eps_coefficients(self, t: Tensor, direction: Direction) -> tuple[Tensor, Tensor]:
-        """Backward: x0 = x_t - std_fwd eps (eq. (12)'s label); forward: x1 = x_t - std_bwd eps."""
-        check_direction(direction)
-        std = self.std_bwd(t) if direction == "forward" else self.std_fwd(t)
-        return torch.ones_like(std), -std
 
     def diffusion(self, t: Tensor) -> Tensor:
         rate = self.table("rate", t)
