@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torchvision.io import decode_jpeg, encode_jpeg
 
 from sb_i2sb.corruption.base import Corrupted, Corruption
 
@@ -28,6 +27,8 @@ class JPEG(Corruption):
         self.quality = quality
 
     def apply(self, x0: Tensor, generator: torch.Generator | None) -> Corrupted:
+        from torchvision.io import decode_jpeg, encode_jpeg  # imported when used: it costs seconds at startup
+
         decoded = decode_jpeg(encode_jpeg(list(to_uint8(x0)), quality=self.quality))
         x1 = torch.stack(decoded).to(device=x0.device, dtype=x0.dtype) / 127.5 - 1
         return Corrupted(x1)
