@@ -17,8 +17,11 @@ from sbcore.registry import Registry
 
 ENTRY_POINT_GROUP = "sbcore"
 #: modules of the core that register through the same hooks as third-party plugins.
-BUILTIN_PLUGINS = ("sbcore.builtins", "sbcore.loggers", "sbcore.data.plugin", "sbcore.metrics.plugin",
-                   "sbcore.launch.plugin", "sbcore.log.neptune", "sbcore.log.tensorboard")
+#: every subpackage registers its components through its own `plugin` module (neptune and TensorBoard
+#: are loggers of their own); their plugin names drop the "sbcore." and ".plugin" parts.
+BUILTIN_PLUGINS = ("sbcore.process.plugin", "sbcore.coupling.plugin", "sbcore.network.plugin",
+                   "sbcore.sampler.plugin", "sbcore.train.plugin", "sbcore.data.plugin", "sbcore.metrics.plugin",
+                   "sbcore.launch.plugin", "sbcore.log.plugin", "sbcore.log.neptune", "sbcore.log.tensorboard")
 
 
 @attrs.define

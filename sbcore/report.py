@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sbcore.io import plots
-from sbcore.loggers import read_metrics
+from sbcore.log.plugin import read_metrics
 
 #: what a metric's number means, shown under the table when the metric appears in it.
 NOTES = {

@@ -17,7 +17,7 @@ from sbcore.config import merge, parse_overrides, structure_config
 from sbcore.io import checkpoint as ckpt
 from sbcore.launch.distributed import micro_seeds, plan_batches
 from sbcore.launch.local import run_local
-from sbcore.loggers import read_metrics
+from sbcore.log.plugin import read_metrics
 
 
 def _run(raw, plugins, *overrides):

@@ -15,7 +15,7 @@ from sbcore.config import merge, parse_overrides, structure_config
 from sbcore.hookspecs import hookimpl
 from sbcore.io.plots import before_after_grid
 from sbcore.launch.local import run_local
-from sbcore.loggers import read_metrics
+from sbcore.log.plugin import read_metrics
 from sbcore.metrics.evaluate import evaluate_run
 from sbcore.metrics.translation import Evaluation, Translation, translate
 from sbcore.sample import load_trainer

@@ -24,7 +24,7 @@ from sbcore import plugins as plugins_module
 from sbcore.cli import main
 from sbcore.config import merge
 from sbcore.io import checkpoint as ckpt
-from sbcore.loggers import read_metrics, truncate_metrics
+from sbcore.log.plugin import read_metrics, truncate_metrics
 from sbcore.network.mlp import MLP
 from sbcore.plugins import create_plugins
 
@@ -366,7 +366,7 @@ def test_kill_9_then_resume_keeps_metrics_monotonic(cfg, tmp_path):
 
 
 def test_metrics_lines_are_strict_json_and_truncate_on_resume(tmp_path):
-    from sbcore.loggers import _append
+    from sbcore.log.plugin import _append
 
     log = types.SimpleNamespace(jsonl=True)
     run = types.SimpleNamespace(is_main=True, dir=tmp_path, config=types.SimpleNamespace(log=log))

@@ -14,7 +14,7 @@ import pytest
 from sbcore.cli import main
 from sbcore.config import merge, parse_overrides, structure_config
 from sbcore.launch.local import run_local
-from sbcore.loggers import read_metrics
+from sbcore.log.plugin import read_metrics
 
 neptune_log = pytest.importorskip("sbcore.log.neptune")
 pytest.importorskip("neptune", reason="the neptune extra is not installed: pip install -e .[neptune]")

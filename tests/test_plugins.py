@@ -50,8 +50,8 @@ def fake_plugins(tmp_path, monkeypatch):
 def test_builtins_register_through_hooks(plugins):
     assert "bm" in plugins.registry.names("method")
     assert {"mlp", "unet"} <= set(plugins.registry.names("network"))
-    assert plugins.registry.owned_by("builtins")["method"] == ["bm"]
-    assert "sbcore_register" in plugins.hooks_of("builtins")
+    assert plugins.registry.owned_by("train")["method"] == ["bm"]
+    assert "sbcore_register" in plugins.hooks_of("train")
 
 
 def test_broken_plugin_is_reported_and_others_load(fake_plugins):
@@ -88,7 +88,7 @@ def test_duplicate_component_names_both_plugins():
         def sbcore_register(self, registry):
             registry.add("method", "bm", object)
 
-    with pytest.raises(ValueError, match="method 'bm' is registered twice: by 'builtins' and by 'Clash'"):
+    with pytest.raises(ValueError, match="method 'bm' is registered twice: by 'train' and by 'Clash'"):
         create_plugins(extra=[Clash()])
 
 
@@ -100,7 +100,7 @@ def test_cli_plugins_lists_broken_plugin(fake_plugins):
                          check=True).stdout
     assert "broken (sb-broken 0.3): FAILED TO LOAD: ModuleNotFoundError" in out
     assert "good (sb-good 0.3)" in out and "network: wide_mlp" in out
-    assert "builtins (sbcore" in out and "method: bm" in out
+    assert "train (sbcore" in out and "method: bm" in out
 
 
 @pytest.fixture(scope="module")

@@ -186,7 +186,7 @@ QUICK = ["train.steps=4", "train.log_every=2", "train.eval_samples=64", "train.b
          "sampler.steps=4", "train.progress=false", "train.checkpoint_every=4", "log.console=false"]
 
 
-@pytest.mark.parametrize("kind", get_plugins().registry.owned_by("builtins")["process"])
+@pytest.mark.parametrize("kind", get_plugins().registry.owned_by("process")["process"])
 def test_every_builtin_process_runs_from_yaml(kind: str, tmp_path: Path) -> None:
     out = tmp_path / "runs"
     args = ["run", "plugin=bm", GAUSSIAN, f"process.kind={kind}", *YAML_OVERRIDES.get(kind, []), *QUICK,

@@ -20,7 +20,7 @@ pytest.importorskip("submitit")
 from sbcore.cli import main  # noqa: E402
 from sbcore.launch.events import read_events  # noqa: E402
 from sbcore.launch.submit import slurm_job_state  # noqa: E402
-from sbcore.loggers import read_metrics  # noqa: E402
+from sbcore.log.plugin import read_metrics  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("slurm_cluster", Path(__file__).with_name("slurm_cluster.py"))
 slurm_cluster = importlib.util.module_from_spec(_spec)

@@ -9,10 +9,12 @@ import cattrs
 
 from sbcore.config import ConfigError, DataSource, make_converter, parse_overrides
 from sbcore.data.arrays import ArraysSource
+from sbcore.data.gaussian import GaussianSource
 from sbcore.data.image_folder import ImageFolderSource
 from sbcore.data.images import MNIST, EMNISTLetters, FashionMNIST
 from sbcore.data.memory import describe
 from sbcore.data.shards import ShardSource, index_path, write_shards
+from sbcore.data.toy2d import Toy2D
 from sbcore.hookspecs import hookimpl
 from sbcore.registry import Registry
 
@@ -24,6 +26,8 @@ _WRITE_OPTIONS = {"out": str, "maxcount": int, "block": int, "format": str, "shu
 
 @hookimpl
 def sbcore_register(registry: Registry) -> None:
+    registry.add("dataset", "gaussian", GaussianSource)
+    registry.add("dataset", "toy2d", Toy2D)
     registry.add("dataset", "mnist", MNIST)
     registry.add("dataset", "fashion_mnist", FashionMNIST)
     registry.add("dataset", "emnist_letters", EMNISTLetters)

@@ -25,7 +25,7 @@ def status_lines(run_dir: Path) -> list[str]:
     from sbcore.io import checkpoint as ckpt
     from sbcore.launch.events import read_events
     from sbcore.launch.submit import LAUNCH_FILE, local_job_state, slurm_job_state
-    from sbcore.loggers import read_metrics
+    from sbcore.log.plugin import read_metrics
 
     lines = [f"run: {run_dir}"]
     launch = run_dir / LAUNCH_FILE

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from sbcore.loggers import read_metrics
+from sbcore.log.plugin import read_metrics
 
 
 def metrics_to_csv(run_dir: Path, out: Path | None = None) -> Path:

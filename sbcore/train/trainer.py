@@ -42,7 +42,7 @@ from sbcore.io import checkpoint as ckpt
 from sbcore.launch import distributed
 from sbcore.launch.events import append_event
 from sbcore.launch.signals import REQUEUE_SIGNALS, Preempted, StopRequest, requeue_slurm_job
-from sbcore.loggers import truncate_metrics
+from sbcore.log.plugin import truncate_metrics
 from sbcore.network.base import Network
 from sbcore.process.base import Direction
 from sbcore.run import Run
