@@ -7,7 +7,9 @@ benchmark's sigma (also for rf, whose own reference has sigma = 0). One table pe
 paper's Table 3; all numbers also go to CSV and JSON.
 
 Budgets are matched: the single-coupling variants (bm, sbcfm) train one backward network for the whole
-schedule's steps in one half-iteration.
+schedule's steps in one half-iteration. `budgets=8000,40000,...` runs each (variant, d, seed) at several
+total step counts (`budget_schedule`: 4 half-iterations up to 40 000 steps, then half-iterations of
+10 000 steps up to the paper's 40 x 10 000), one table row per budget with its wall time.
 """
 
 from __future__ import annotations
@@ -30,12 +32,15 @@ from sbcore.plugins import get_plugins
 from sbcore.run import Run, choose_device, run_dir_for
 
 USAGE = ("sbcore bench gaussian plugin=dsbm [method=imf,ipf,bm,sbcfm,rf] [dims=5,20,50] [seeds=0,1,2] "
-         "[n=10000] [a=0.1] [out=DIR] [jobs=1] [config=FILE.yaml] [method.inner_iters=2000 ...]")
+         "[budgets=8000,40000] [n=10000] [a=0.1] [out=DIR] [jobs=1] [config=FILE.yaml] "
+         "[method.inner_iters=2000 ...]")
 
-#: DSBM's Gaussian benchmark (conf/gaussian.yaml and DSBM-Gaussian.py): MLP 2 x 256 SiLU, Adam 1e-4,
-#: batch 128, 20 Euler-Maruyama steps, 40 half-iterations of 10 000 steps, b then f, fresh Adam per
-#: half-iteration, no EMA, 10 000 pairs re-simulated once per epoch (78 batches). Same as
-#: examples/dsbm/gaussian.yaml (a test keeps them equal).
+#: DSBM's Gaussian benchmark (conf/gaussian.yaml and DSBM-Gaussian.py): Adam 1e-4, batch 128, 20
+#: Euler-Maruyama steps, 40 half-iterations of 10 000 steps, b then f, fresh Adam per half-iteration, no
+#: EMA, 10 000 pairs re-simulated once per epoch (78 batches). The network is the reference's only with
+#: `time_embedding: raw`: concat(x, t) -> 256 -> 256 (SiLU) -> d. sbcore's default MLP time conditioning
+#: (64 sinusoidal features at scale 1000 through a 2-layer time MLP) is another network, and measured
+#: worse here (README, "Time conditioning"). Same as examples/dsbm/gaussian.yaml (a test keeps them equal).
 DEFAULTS: dict[str, Any] = {
     "plugin": "dsbm",
     "data": {"x0": {"source": "gaussian", "dim": 5, "mean": -0.1}, "x1": {"source": "gaussian", "dim": 5, "mean": 0.1}},
@@ -43,7 +48,7 @@ DEFAULTS: dict[str, Any] = {
                "outer_iters": 40, "cache_size": 10000, "refresh_every": 78, "reset_optimizer": True,
                "loss_weight": "uniform", "loss_reduction": "sum", "t_epsilon": 0.001},
     "process": {"kind": "brownian", "sigma": 1.0},
-    "network": {"kind": "mlp", "hidden": 256, "layers": 2},
+    "network": {"kind": "mlp", "hidden": 256, "layers": 2, "time_embedding": "raw"},
     "train": {"batch_size": 128, "lr": 1.0e-4, "ema_decay": 0.0, "grad_clip": None, "log_every": 500,
               "eval_samples": 10000, "threads": 1},
     "sampler": {"kind": "euler_maruyama", "steps": 20},
@@ -71,17 +76,27 @@ def _ints(text: str) -> list[int]:
     return [int(s) for s in text.split(",") if s.strip()]
 
 
+def budget_schedule(budget: int) -> dict[str, int]:
+    """The half-iterations of a total step budget: 4 x budget/4 up to 40 000 steps (4 x 2000 is the
+    8k check of the reference code), then half-iterations of 10 000 as the paper (40 x 10 000 = 400k)."""
+    inner = min(10_000, budget // 4)
+    if inner < 1 or budget % inner:
+        raise ConfigError([f"budgets: expected totals that are 4 x k up to 40000 or multiples of 10000, got {budget}"])
+    return {"inner_iters": inner, "outer_iters": budget // inner}
+
+
 def job_config(base: dict[str, Any], overrides: dict[str, Any], variant: str, dim: int, seed: int, a: float,
-               out: Path) -> dict[str, Any]:
-    """The raw config of one benchmark run: defaults, the problem, the user's overrides, the variant."""
+               out: Path, budget: int | None = None) -> dict[str, Any]:
+    """The raw config of one benchmark run: defaults, the problem, the user's overrides, the budget's
+    schedule, the variant."""
     raw = merge(base, {
-        "name": f"{variant}-d{dim}-s{seed}", "out": str(out / "runs"), "seed": seed,
+        "name": f"{variant}-d{dim}-s{seed}" + (f"-{budget}" if budget else ""), "out": str(out / "runs"), "seed": seed,
         "data": {"x0": {"source": "gaussian", "dim": dim, "mean": -a},
                  "x1": {"source": "gaussian", "dim": dim, "mean": a}},
         "log": {"console": False}, "train": {"progress": False},
     })
     raw = merge(raw, overrides)
-    method = dict(raw["method"], variant=variant)
+    method = dict(raw["method"], variant=variant, **(budget_schedule(budget) if budget else {}))
     if variant == "rf":
         method.update(fb_sequence=["backward"])
         raw["process"] = {"kind": "brownian", "sigma": 0.0}
@@ -124,13 +139,13 @@ def _stats(values: list[float]) -> tuple[float, float]:
 
 
 def summarise(rows: list[dict[str, Any]], direction: str = "backward") -> list[dict[str, Any]]:
-    """Mean and std over seeds of every metric, per (variant, dim)."""
-    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    """Mean and std over seeds of every metric, per (variant, dim, steps)."""
+    groups: dict[tuple[str, int, int], list[dict[str, Any]]] = {}
     for row in rows:
-        groups.setdefault((row["variant"], row["dim"]), []).append(row)
+        groups.setdefault((row["variant"], row["dim"], row["steps"]), []).append(row)
     out = []
-    for (variant, dim), group in groups.items():
-        entry: dict[str, Any] = {"variant": variant, "dim": dim, "seeds": len(group), "steps": group[0]["steps"],
+    for (variant, dim, steps), group in groups.items():
+        entry: dict[str, Any] = {"variant": variant, "dim": dim, "seeds": len(group), "steps": steps,
                                  "seconds": _stats([r["seconds"] for r in group])[0]}
         for key in KEYS:
             col = f"{direction}/{key}"
@@ -159,7 +174,7 @@ def format_tables(summary: list[dict[str, Any]], sigma: float) -> str:
     for variant in dict.fromkeys(e["variant"] for e in summary):
         seeds = {e["seeds"] for e in summary if e["variant"] == variant}
         lines += ["", f"== {variant} ({'/'.join(map(str, sorted(seeds)))} seeds) ==", header]
-        for e in sorted((e for e in summary if e["variant"] == variant), key=lambda e: e["dim"]):
+        for e in sorted((e for e in summary if e["variant"] == variant), key=lambda e: (e["dim"], e["steps"])):
             paper = PAPER_KL.get(variant, {}).get(e["dim"])
             ref = e["reference_code_8k_kl_diag"]
             lines.append(
@@ -190,11 +205,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise ConfigError([f"unknown benchmark {args.suite!r}; available: gaussian. Usage: {USAGE}"])
     opts = dict(item.split("=", 1) for item in args.items if "=" in item and "." not in item.split("=", 1)[0])
     dotted = [item for item in args.items if "=" in item and "." in item.split("=", 1)[0]]
-    unknown = set(opts) - {"plugin", "method", "dims", "seeds", "n", "a", "out", "jobs", "config"}
+    unknown = set(opts) - {"plugin", "method", "dims", "seeds", "budgets", "n", "a", "out", "jobs", "config"}
     if unknown or opts.get("plugin", "dsbm") != "dsbm" or any("=" not in i for i in args.items):
         raise ConfigError([f"usage: {USAGE}; unknown: {sorted(unknown)}"])
     base = merge(DEFAULTS, read_yaml_file(opts["config"])) if "config" in opts else DEFAULTS
     overrides = parse_overrides(dotted)
+    budgets: list[int | None] = list(_ints(opts["budgets"])) if "budgets" in opts else [None]
+    if budgets != [None] and {"inner_iters", "outer_iters"} & set(overrides.get("method", {})):
+        raise ConfigError(["budgets= sets method.inner_iters and method.outer_iters; give one or the other"])
     variants = opts.get("method", "imf,ipf,bm,sbcfm").split(",")
     dims, seeds = _ints(opts.get("dims", "5,20,50")), _ints(opts.get("seeds", "0"))
     n, a, jobs = int(opts.get("n", 10000)), float(opts.get("a", 0.1)), int(opts.get("jobs", 1))
@@ -203,7 +221,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if process.get("kind") != "brownian":
         raise ConfigError([f"the Gaussian benchmark's reference is process.kind=brownian, got {process.get('kind')!r}"])
     sigma = float(process.get("sigma", 1.0))
-    raws = [job_config(base, overrides, v, d, s, a, out) for v in variants for d in dims for s in seeds]
+    raws = [job_config(base, overrides, v, d, s, a, out, b) for v in variants for d in dims for b in budgets
+            for s in seeds]
     plugins = get_plugins()
     for raw in raws:  # every config is validated before the first run starts
         structure_config(raw, plugins.registry)
