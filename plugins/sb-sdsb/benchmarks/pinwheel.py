@@ -81,13 +81,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/sdsb-bench"))
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--variants", nargs="*", choices=VARIANTS, default=list(VARIANTS),
+                        help="variants to run (all four are tabulated)")
     parser.add_argument("--no-fm", action="store_true", help="skip the flow-matching initialisation runs")
     args = parser.parse_args()
     out, epochs = args.out, args.epochs
     extra = [f"method.epochs={epochs}"]
 
     jobs = [(command(f"pinwheel_checkerboard_{v}", s, f"{v}-s{s}", out, *extra), out / f"{v}-s{s}", epochs)
-            for s in args.seeds for v in VARIANTS]
+            for s in args.seeds for v in args.variants]
     with ThreadPoolExecutor(args.jobs) as pool:
         list(pool.map(lambda job: launch(*job), jobs))
         if not args.no_fm:
