@@ -88,6 +88,8 @@ def test_compat_grid_lands_on_the_predicted_end():
     grid = sampler.time_grid(process, "backward", dtype=torch.float64)
     assert torch.equal(grid * 39, torch.tensor([39.0, 29, 20, 10, 0, 0], dtype=torch.float64))
     assert space_indices(40, 5) == [0, 10, 20, 29, 39]
+    # the references add the stride step by step: 10 x 49.95 lands just below 499.5, not on it
+    assert space_indices(1000, 21)[10] == 499
     x = torch.randn(8, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     for direction in ("backward", "forward"):
         grid = sampler.time_grid(process, direction, dtype=torch.float64)

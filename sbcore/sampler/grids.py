@@ -22,7 +22,13 @@ def space_indices(n: int, count: int) -> list[int]:
     if not 2 <= count <= n:
         raise ValueError(f"need 2 <= count <= n, got count={count}, n={n}")
     stride = (n - 1) / (count - 1)
-    return [round(i * stride) for i in range(count)]
+    # the stride is accumulated, not multiplied: the references do so, and where i * stride falls on
+    # .5 the two differ (n = 1000, count = 21: index 500 instead of 499)
+    indices, position = [], 0.0
+    for _ in range(count):
+        indices.append(round(position))
+        position += stride
+    return indices
 
 
 def time_grid(kind: str, steps: int, direction: Direction, grid_size: int | None = None, **like: Any) -> Tensor:
