@@ -30,15 +30,16 @@ def test_sampling_noise_is_not_a_copy_of_the_start_points(tiny_gaussian, tmp_pat
     def spy(*args, **kwargs):
         trainer, meta = original(*args, **kwargs)
 
-        def sample(direction, x_start, steps=None, return_path=False):
+        def sample(direction, x_start, **kwargs):
             seen["start"], seen["noise"] = x_start.clone(), torch.randn(x_start.shape)
-            return type(trainer).sample(trainer, direction, x_start, steps, return_path)
+            return type(trainer).sample(trainer, direction, x_start, **kwargs)
 
         trainer.sample = sample
         return trainer, meta
 
     monkeypatch.setattr(sample_module, "load_trainer", spy)
-    sample_module.sample_from_run(tmp_path / "runs" / "tiny", n=500, seed=5)
+    run_dir = tmp_path / "runs" / "tiny"
+    assert sample_module.sample_command([f"run={run_dir}", "n=500", "seed=5", f"out={tmp_path / 'o.npz'}"]) == 0
     z = seen["start"] + 1.0  # x0 ~ N(-1, I) in the tiny config
     assert not torch.allclose(z, seen["noise"])
     assert abs(torch.corrcoef(torch.stack([z.flatten(), seen["noise"].flatten()]))[0, 1]) < 0.1
