@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
 from sbcore.config import structure_config
 from sbcore.coupling.cache import SimulationCache
-from sbcore.io import checkpoint as ckpt
-from sbcore.launch.local import run_local
 from sbcore.plugins import create_plugins
 from sbcore.run import Run
+from sbcore.testing.resume import assert_resume_is_exact
 from sbcore.train.alternating import AlternatingBridgeMatching, Schedule
 
 # ---- the schedule -----------------------------------------------------------------------------------
@@ -150,14 +147,4 @@ def test_path_cache_holds_the_teachers_paths_on_the_cache_grid(tmp_path, plugins
 
 def test_resume_mid_stage_with_a_path_cache_is_exact(tmp_path, plugins):
     raw = raw_config(tmp_path, checkpoint_every=4, keep_checkpoints=5)
-    run_local(structure_config(raw, plugins.registry), None, plugins)
-    full, resumed = tmp_path / "runs" / "t", tmp_path / "runs" / "r"
-    shutil.copytree(full, resumed)
-    for path in ckpt.list_checkpoints(resumed / "checkpoints"):
-        if not path.name.startswith("step_00000004"):
-            ckpt.state_path(path).unlink()
-            path.unlink()
-    run_local(structure_config({**raw, "name": "r", "resume": True}, plugins.registry), None, plugins)
-    a = load_file(str(ckpt.list_checkpoints(full / "checkpoints")[-1]))
-    b = load_file(str(ckpt.list_checkpoints(resumed / "checkpoints")[-1]))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert_resume_is_exact(raw, plugins, resume_step=4)

@@ -14,9 +14,10 @@ check and what was expected. The core's tests run the suites over every componen
 from sbcore.testing.coupling import CouplingSuite, coupling_conformance
 from sbcore.testing.network import NetworkSuite, network_conformance
 from sbcore.testing.process import ProcessSuite, process_conformance
+from sbcore.testing.resume import assert_resume_is_exact
 from sbcore.testing.sampler import SamplerSuite, sampler_conformance
 from sbcore.testing.suite import ConformanceError, Suite, conformance
 
 __all__ = ["ConformanceError", "CouplingSuite", "NetworkSuite", "ProcessSuite", "SamplerSuite", "Suite",
-           "conformance", "coupling_conformance", "network_conformance", "process_conformance",
-           "sampler_conformance"]
+           "assert_resume_is_exact", "conformance", "coupling_conformance", "network_conformance",
+           "process_conformance", "sampler_conformance"]

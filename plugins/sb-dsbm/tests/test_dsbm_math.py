@@ -3,20 +3,17 @@ order, the frozen teacher, resume."""
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 import torch
-from safetensors.torch import load_file
 from sb_dsbm.method import DSBM, ReferenceCoupling
 
 from sbcore.config import structure_config
 from sbcore.coupling.cache import SimulationCache
-from sbcore.io import checkpoint as ckpt
 from sbcore.launch.local import run_local
 from sbcore.plugins import create_plugins
 from sbcore.process.brownian import BrownianBridge
 from sbcore.run import Run
+from sbcore.testing.resume import assert_resume_is_exact
 from sbcore.train.bridge_matching import NETWORK_NAME, bridge_matching_loss
 
 torch.set_num_threads(1)
@@ -235,16 +232,4 @@ def test_staged_ema_freezes_the_idle_network(tmp_path, plugins, monkeypatch):
 def test_resume_mid_stage_with_a_cache_is_exact(tmp_path, plugins):
     """A run resumed at step 5 (stage 1, cache built at 4, refresh due at 6) ends bit-identical."""
     raw = raw_config(tmp_path, {"variant": "imf", "reset_optimizer": True}, checkpoint_every=5, keep_checkpoints=5)
-    run_local(structure_config(raw, plugins.registry), None, plugins)
-    full = tmp_path / "runs" / "t"
-    resumed = tmp_path / "runs" / "r"
-    shutil.copytree(full, resumed)
-    for path in ckpt.list_checkpoints(resumed / "checkpoints"):
-        if not path.name.startswith("step_00000005"):
-            ckpt.state_path(path).unlink()
-            path.unlink()
-    run_local(structure_config({**raw, "name": "r", "resume": True}, plugins.registry), None, plugins)
-    a = load_file(str(ckpt.list_checkpoints(full / "checkpoints")[-1]))
-    b = load_file(str(ckpt.list_checkpoints(resumed / "checkpoints")[-1]))
-    assert "step_00000012" in str(ckpt.list_checkpoints(resumed / "checkpoints")[-1])
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert_resume_is_exact(raw, plugins, resume_step=5)

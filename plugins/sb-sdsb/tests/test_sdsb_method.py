@@ -3,18 +3,14 @@ errors and exact resume mid-epoch with a cache."""
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 import torch
-from safetensors.torch import load_file
 from sb_sdsb.method import SDSB
 
 from sbcore.config import ConfigError, structure_config
-from sbcore.io import checkpoint as ckpt
-from sbcore.launch.local import run_local
 from sbcore.plugins import create_plugins
 from sbcore.run import Run
+from sbcore.testing.resume import assert_resume_is_exact
 
 torch.set_num_threads(1)
 N = 4
@@ -136,15 +132,4 @@ def test_cache_rows_are_whole_chains_and_refresh_every_k_steps(tmp_path, plugins
 def test_resume_mid_epoch_with_a_cache_is_exact(tmp_path, plugins, method):
     """A run resumed at step 5 (epoch 1, cache built at 4, refresh due at 6) ends bit-identical."""
     raw = raw_config(tmp_path, method, checkpoint_every=5, keep_checkpoints=5)
-    run_local(structure_config(raw, plugins.registry), None, plugins)
-    full, resumed = tmp_path / "runs" / "t", tmp_path / "runs" / "r"
-    shutil.copytree(full, resumed)
-    for path in ckpt.list_checkpoints(resumed / "checkpoints"):
-        if not path.name.startswith("step_00000005"):
-            ckpt.state_path(path).unlink()
-            path.unlink()
-    run_local(structure_config({**raw, "name": "r", "resume": True}, plugins.registry), None, plugins)
-    a = load_file(str(ckpt.list_checkpoints(full / "checkpoints")[-1]))
-    b = load_file(str(ckpt.list_checkpoints(resumed / "checkpoints")[-1]))
-    assert "step_00000012" in str(ckpt.list_checkpoints(resumed / "checkpoints")[-1])
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert_resume_is_exact(raw, plugins, resume_step=5)
