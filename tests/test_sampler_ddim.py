@@ -20,18 +20,9 @@ M1, S1 = torch.tensor([1.0, -0.5], dtype=torch.float64), 0.5
 M2, S2 = torch.tensor([-1.0, 2.0], dtype=torch.float64), 1.5
 
 
-def gaussian_eps(process: VPDiffusion, m: torch.Tensor, s: float):
-    def network(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        a, b, _ = process.coefficients(t)
-        a, b = expand_t(a, x), expand_t(b, x)
-        return b * (x - a * m) / (a**2 * s**2 + b**2)
-
-    return network
-
-
 def solve(sampler, process, m, s, x, direction):
     grid = sampler.time_grid(process, direction, dtype=torch.float64)
-    return sampler.sample(Predictor(gaussian_eps(process, m, s), process, direction, "eps"), x, grid)
+    return sampler.sample(Predictor(process.gaussian_eps(m, s), process, direction, "eps"), x, grid)
 
 
 def ddib_cycle(sampler, process, n=4000):
@@ -93,7 +84,7 @@ def test_compat_grid_lands_on_the_predicted_end():
     x = torch.randn(8, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     for direction in ("backward", "forward"):
         grid = sampler.time_grid(process, direction, dtype=torch.float64)
-        traj = sampler.sample(Predictor(gaussian_eps(process, M2, S2), process, direction, "eps"), x, grid,
+        traj = sampler.sample(Predictor(process.gaussian_eps(M2, S2), process, direction, "eps"), x, grid,
                               record=True)
         assert traj.nfe == 5 and sampler.nfe() == 5
         assert torch.equal(traj.x, traj.predictions[-1])  # x0_hat decoding, the last eps_hat encoding

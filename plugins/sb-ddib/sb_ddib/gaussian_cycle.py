@@ -14,7 +14,7 @@ import argparse
 
 import torch
 
-from sbcore.process import VPDiffusion, expand_t
+from sbcore.process import VPDiffusion
 from sbcore.sampler import Predictor
 from sbcore.sampler.ddim import DDIM, DDIMHeun
 
@@ -22,19 +22,10 @@ M1, S1 = torch.tensor([1.0, -0.5], dtype=torch.float64), 0.5
 M2, S2 = torch.tensor([-1.0, 2.0], dtype=torch.float64), 1.5
 
 
-def gaussian_eps(process: VPDiffusion, m: torch.Tensor, s: float):
-    def network(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        a, b, _ = process.coefficients(t)
-        a, b = expand_t(a, x), expand_t(b, x)
-        return b * (x - a * m) / (a**2 * s**2 + b**2)
-
-    return network
-
-
 def cycle_row(sampler, process: VPDiffusion, x: torch.Tensor) -> dict[str, float]:
     def solve(m, s, start, direction):
         grid = sampler.time_grid(process, direction, dtype=torch.float64)
-        return sampler.sample(Predictor(gaussian_eps(process, m, s), process, direction, "eps"), start, grid)
+        return sampler.sample(Predictor(process.gaussian_eps(m, s), process, direction, "eps"), start, grid)
 
     z = solve(M1, S1, x, "forward")
     y = solve(M2, S2, z.x, "backward").x
