@@ -18,7 +18,6 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
-from torchvision.transforms.v2 import functional as F
 
 from sbcore.config import read_yaml_file, structure_config
 from sbcore.data.arrays import SUFFIXES, read_arrays
@@ -71,6 +70,8 @@ def read_image_folder(folder: Path, shape: tuple[int, ...]) -> tuple[Tensor, lis
     if len(shape) != 3 or shape[0] not in (1, 3):
         raise DataError(f"input={folder}: a folder of images needs a run on images (1 or 3, H, W); "
                     f"this run's data has shape {shape}")
+    from torchvision.transforms.v2 import functional as F  # noqa: N812 - imported when used (startup)
+
     channels, height, width = shape
     files, _, _ = list_images(folder, None)
     images = []
@@ -129,6 +130,8 @@ def before_after(out: Path, inputs: Tensor, outputs: Tensor) -> Path | None:
     """The before/after picture beside `out`: image grids or a 2-D scatter (None for other data)."""
     picture = out.with_name(f"{out.stem}_grid.png")
     if inputs.ndim == 4:  # inputs shown at the outputs' size when a plugin option changed it (a resolution)
+        from torchvision.transforms.v2 import functional as F  # noqa: N812 - imported when used (startup)
+
         shown = inputs if inputs.shape == outputs.shape else F.resize(inputs, list(outputs.shape[-2:]), antialias=True)
         return plots.before_after_grid(picture, shown, outputs)
     if inputs.ndim == 2 and inputs.shape[1] >= 2:
