@@ -20,10 +20,10 @@ import torch
 from torch import Tensor
 
 from sbcore.process.base import expand_t
-from sbcore.sampler.base import Callback, Predictor, Sampler, Trajectory
+from sbcore.sampler.base import Callback, Estimate, FixedGridSampler, Predictor, Trajectory
 
 
-class I2SBPosterior(Sampler):
+class I2SBPosterior(FixedGridSampler):
     """Posterior-step sampler from x1 (t = 1) to x0 (t = 0) for a process with `std_fwd(t)`.
 
     clip_denoise: clamp every x0 estimate to [-1, 1] before it is used (the reference's --clip-denoise).
@@ -40,32 +40,23 @@ class I2SBPosterior(Sampler):
                return_path: bool = False, record: bool = False) -> Trajectory:
         if model.direction != "backward":
             raise ValueError(f"I2SBPosterior samples the backward direction (x1 -> x0), got {model.direction!r}")
+        if not hasattr(model.process, "std_fwd"):
+            raise TypeError(f"I2SBPosterior needs a process with std_fwd(t) (i2sb, scheduled), got {model.process!r}")
+        return super().sample(model, x_start, grid, callback=callback, return_path=return_path, record=record)
+
+    def step(self, model: Predictor, x: Tensor, t0: Tensor, t1: Tensor, dt: Tensor, last: bool
+             ) -> tuple[Tensor, Estimate]:
+        """One posterior step from t0 (step n) to t1 (step p); the estimate it returns is the (clamped) x0_hat."""
         process = model.process
-        if not hasattr(process, "std_fwd"):
-            raise TypeError(f"I2SBPosterior needs a process with std_fwd(t) (i2sb, scheduled), got {process!r}")
-        x = x_start
-        path = [x] if return_path else None
-        predictions: list[Tensor] = []
-        n = len(grid) - 1
-        for k in range(n):
-            t_cur = grid[k].expand(x.shape[0]).to(x)
-            t_prev = grid[k + 1].expand(x.shape[0]).to(x)
-            estimate = model(x, t_cur)
-            x0_hat = estimate.endpoint
-            if self.clip_denoise:
-                x0_hat = x0_hat.clamp(-1, 1)
-            s_n2 = expand_t(process.std_fwd(t_cur), x) ** 2
-            s_p2 = expand_t(process.std_fwd(t_prev), x) ** 2
-            d2 = s_n2 - s_p2
-            x = d2 / s_n2 * x0_hat + s_p2 / s_n2 * x
-            if k < n - 1 and bool((process.diffusion(t_cur) > 0).all()):
-                x = x + (s_p2 * d2 / s_n2).sqrt() * process.noise_like(x)
-            if callback is not None:
-                replaced = callback(k, x, t_prev, estimate)
-                x = x if replaced is None else replaced
-            if record:
-                predictions.append(x0_hat)
-            if path is not None:
-                path.append(x)
-        return Trajectory(x, torch.stack(path) if path is not None else None, nfe=n,
-                          predictions=torch.stack(predictions) if record else None)
+        estimate = model(x, t0)
+        x0_hat = estimate.endpoint
+        if self.clip_denoise:
+            x0_hat = x0_hat.clamp(-1, 1)
+            estimate = Estimate(Predictor(model.network, process, model.direction, "endpoint"), x, t0, x0_hat)
+        s_n2 = expand_t(process.std_fwd(t0), x) ** 2
+        s_p2 = expand_t(process.std_fwd(t1), x) ** 2
+        d2 = s_n2 - s_p2
+        x = d2 / s_n2 * x0_hat + s_p2 / s_n2 * x
+        if not last and bool((process.diffusion(t0) > 0).all()):
+            x = x + (s_p2 * d2 / s_n2).sqrt() * process.noise_like(x)
+        return x, estimate
