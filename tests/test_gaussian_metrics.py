@@ -1,17 +1,24 @@
 """Closed-form plan scores for Gaussian data: exact plan samples sit at the floor, an independent coupling
 far above it, for isotropic, diagonal and full covariances; a run on a random full-covariance pair prints
-them at evaluation instead of the per-dimension Cov(x0, x1) diagonal."""
+them at evaluation instead of the per-dimension Cov(x0, x1) diagonal; the three are registered metrics
+that `sbcore eval` computes by name."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
+import yaml
 
+from sbcore.cli import main
 from sbcore.config import structure_config
 from sbcore.data.gaussian import random_spd
 from sbcore.launch.local import run_local
 from sbcore.metrics.gaussian import GaussianSB
-from sbcore.metrics.gaussian_plan import SCORES, is_diagonal, plan_floor, plan_scores
+from sbcore.metrics.gaussian_plan import PLAN_METRICS, SCORES, is_diagonal, plan_floor, plan_scores
+from sbcore.metrics.translation import Translation
+from sbcore.sampler.base import Trajectory
 
 D = 6
 
@@ -92,3 +99,47 @@ def test_full_covariance_run_prints_plan_scores(plugins, tmp_path, capsys):
     for direction in ("forward", "backward"):
         assert summary[f"{direction}/plan_bw2_uvp"] > summary[f"{direction}/plan_bw2_uvp_floor"] > 0
         assert summary[f"{direction}/cbw2_uvp_floor"] > 0
+
+
+def test_plan_scores_are_registered_metrics_for_sbcore_eval(tiny_gaussian, tmp_path, capsys):
+    """`sbcore eval` computes the plan scores by name (and by default on a Gaussian problem); a run
+    without a Gaussian problem skips them with the reason."""
+    path = tmp_path / "gauss.yaml"
+    path.write_text(yaml.safe_dump(tiny_gaussian))
+    assert main(["run", str(path)]) == 0
+    run_dir = tmp_path / "runs" / "tiny"
+    assert main(["eval", f"run={run_dir}", "n=400", "metrics=cbw2_uvp,plan_bw2_uvp"]) == 0
+    record = json.loads((run_dir / "eval.json").read_text())
+    for direction in ("forward", "backward"):
+        for name in ("cbw2_uvp", "plan_bw2_uvp"):
+            assert record["metrics"][f"{direction}/{name}"] > record["metrics"][f"{direction}/{name}_floor"] > 0
+    assert "cov_rel_error" not in str(record["metrics"])
+    capsys.readouterr()
+    assert main(["eval", f"run={run_dir}", "n=400"]) == 0  # defaults: vector metrics and the plan scores
+    defaults = json.loads((run_dir / "eval.json").read_text())["metrics"]
+    assert {"forward/w2", "forward/plan_bw2_uvp", "backward/cov_rel_error_floor"} <= set(defaults)
+
+    moons = {**tiny_gaussian, "name": "moons",
+             "data": {"x0": {"source": "toy2d", "name": "moons"}, "x1": {"source": "gaussian", "dim": 2}}}
+    path.write_text(yaml.safe_dump(moons))
+    assert main(["run", str(path)]) == 0
+    capsys.readouterr()
+    assert main(["eval", f"run={tmp_path / 'runs' / 'moons'}", "n=100", "metrics=w2,cbw2_uvp"]) == 0
+    out = capsys.readouterr().out
+    assert "forward/cbw2_uvp" in out and "skipped: needs gaussian sources as data.x0 and data.x1" in out
+    assert "Gaussian plan" not in out
+
+
+def test_plan_score_metric_matches_plan_scores_in_both_directions():
+    """The registered metric is `plan_scores` of the translation's pairs, conditioned on its input side."""
+    sb = bridge("full")
+    x0, x1 = sb.sample_plan(3000, torch.Generator().manual_seed(4))
+    x1 = x1 + 0.1
+    metric = PLAN_METRICS["cbw2_uvp"]()
+    metric.sb = sb
+    for direction, inputs, outputs, given in (("forward", x0, x1, "x0"), ("backward", x1, x0, "x1")):
+        tr = Translation(direction, inputs.float(), Trajectory(outputs.float(), None, 1), outputs.float(), None)
+        value = metric(outputs, tr, torch.Generator())
+        expected = plan_scores(sb, x0.float(), x1.float(), given)["cbw2_uvp"]
+        assert value[""] == pytest.approx(expected) and value["floor"] == pytest.approx(
+            plan_floor(sb, 3000, given)["cbw2_uvp"])

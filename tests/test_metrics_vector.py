@@ -89,14 +89,14 @@ def test_w2_metric_subsamples_reproducibly_and_checks_shapes():
 def test_registered_metrics_and_spec_validation(plugins):
     names = plugins.registry.names("metric")
     for name in ("w2", "sliced_w2", "mmd", "energy", "gaussian_w2", "msd", "psnr", "ssim",
-                 "feature_distance", "domain_accuracy"):
+                 "feature_distance", "domain_accuracy", "plan_bw2_uvp", "cbw2_uvp", "cov_rel_error"):
         assert name in names
     built = build_metrics(["w2", {"kind": "mmd", "scales": [1.0]}], plugins.registry)
     assert built["mmd"].scales == (1.0,)
     with pytest.raises(ConfigError) as err:
         build_metrics(["w3", {"kind": "mmd", "scales": "wide"}], plugins.registry)
     text = str(err.value)
-    assert "unknown metric 'w3'; available: domain_accuracy, energy" in text
+    assert "unknown metric 'w3'; available: cbw2_uvp, cov_rel_error, domain_accuracy, energy" in text
     with pytest.raises(ConfigError, match="listed twice"):
         build_metrics(["w2", {"kind": "w2", "max_samples": 10}], plugins.registry)
     assert "metric 'mmd'" in text and "scales" in text
@@ -109,7 +109,7 @@ def test_evaluate_samples_names_keys_by_direction(plugins):
     translations = {"forward": Translation("forward", x0, out, x1, None),
                     "backward": Translation("backward", x1, Trajectory(x1 - 3, None, 1), x0, x1 - 3)}
     metrics = build_metrics(["w2", "msd", "psnr"], plugins.registry)
-    values, skipped = evaluate_samples(translations, metrics, gen(0))
+    values, skipped = evaluate_samples(None, translations, metrics, gen(0))
     assert set(values) == {"forward/w2", "forward/msd", "backward/w2", "backward/msd"}
     assert values["forward/msd"] == pytest.approx(9.0) and values["backward/msd"] == pytest.approx(9.0)
     assert skipped == {"forward/psnr": "needs images (B, C, H, W)", "backward/psnr": "needs images (B, C, H, W)"}

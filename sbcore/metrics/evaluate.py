@@ -19,7 +19,8 @@ from torch import Tensor
 from sbcore import __version__
 from sbcore.config import ConfigError, error_lines, load_yaml, make_converter, schema_for
 from sbcore.io.plots import atomic_write
-from sbcore.metrics.base import Metric
+from sbcore.metrics.base import Metric, MetricUnavailable
+from sbcore.metrics.gaussian_plan import gaussian_defaults
 from sbcore.metrics.translation import CHUNK, Translation, metric_generator, translate
 from sbcore.registry import Registry
 
@@ -77,7 +78,8 @@ def configured_metrics(config: Any) -> list[Any]:
 
 
 def default_metrics(shape: tuple[int, ...], paired: bool) -> list[str]:
-    """What `sbcore eval` computes when neither the command nor the config names metrics."""
+    """What `sbcore eval` computes when neither the command nor the config names metrics (a Gaussian
+    problem's plan scores come on top, `gaussian_defaults`)."""
     if len(shape) != 3:
         return list(VECTOR_DEFAULTS)
     names = list(IMAGE_DEFAULTS)
@@ -93,23 +95,34 @@ def paired_defaults(translations: Mapping[str, Translation]) -> list[str]:
 
 
 def evaluate_samples(
-    translations: Mapping[str, Translation], metrics: Mapping[str, Metric], generator: torch.Generator
+    run: Any, translations: Mapping[str, Translation], metrics: Mapping[str, Metric], generator: torch.Generator
 ) -> tuple[dict[str, float], dict[str, str]]:
-    """({"direction/name": value}, {"direction/name": why it was skipped})."""
+    """({"direction/name": value}, {"direction/name": why it was skipped}); each metric is bound to `run`
+    first (`Metric.bind`)."""
     values: dict[str, float] = {}
     skipped: dict[str, str] = {}
+    unavailable: dict[str, str] = {}
+    for name, metric in metrics.items():
+        try:
+            metric.bind(run)
+        except MetricUnavailable as exc:
+            unavailable[name] = str(exc)
     for direction, tr in translations.items():
         generated: Tensor = tr.outputs.x.detach().float().cpu()
-        references = {"source": tr.inputs, "target": tr.data, "paired": tr.partner}
+        references = {"source": tr.inputs, "target": tr.data, "paired": tr.partner, "translation": tr}
         for name, metric in metrics.items():
             key = f"{direction}/{name}"
             reference = references[metric.reference]
-            if metric.images_only and generated.ndim != 4:
+            if name in unavailable:
+                skipped[key] = unavailable[name]
+            elif metric.images_only and generated.ndim != 4:
                 skipped[key] = "needs images (B, C, H, W)"
             elif reference is None:
                 skipped[key] = "needs paired data"
             else:
-                result = metric(generated, reference.detach().float().cpu(), generator)
+                if isinstance(reference, Tensor):
+                    reference = reference.detach().float().cpu()
+                result = metric(generated, reference, generator)
                 if isinstance(result, Mapping):
                     values.update({f"{key}_{k}" if k else key: float(v) for k, v in result.items()})
                 else:
@@ -135,8 +148,8 @@ def evaluate_run(
     translations = translate(trainer, n, seed, steps=steps, chunk=chunk)
     shape = tuple(next(iter(translations.values())).inputs.shape[1:])
     paired = any(tr.partner is not None for tr in translations.values())
-    specs = metrics or configured_metrics(config) or default_metrics(shape, paired)
-    values, skipped = evaluate_samples(translations, build_metrics(specs, trainer.run.registry),
+    specs = metrics or configured_metrics(config) or default_metrics(shape, paired) + gaussian_defaults(trainer.run)
+    values, skipped = evaluate_samples(trainer.run, translations, build_metrics(specs, trainer.run.registry),
                                        metric_generator(seed))
     nfe = {direction: tr.nfe for direction, tr in translations.items()}
     plan_file = run_dir / "distributed.json"  # the launcher's record of world size and global batch

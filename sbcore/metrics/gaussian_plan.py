@@ -15,21 +15,26 @@ dX = sigma dW, the Schrödinger bridge's static plan pi* = N((a, b), [[A, C], [C
   (its diagonal alone means nothing once A or B is not diagonal).
 
 Each comes with ``*_floor``: the same score of as many exact plan samples (a fixed seed), the value a
-perfect model would get with this many evaluation samples.
+perfect model would get with this many evaluation samples. The three are registered metrics (``eval.metrics``,
+``sbcore eval metrics=plan_bw2_uvp,cbw2_uvp,cov_rel_error``) that every evaluation of a Gaussian problem
+adds by itself (`gaussian_defaults`); on other runs they are skipped with the reason.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import Tensor
 
+from sbcore.data.gaussian import GaussianSource
+from sbcore.metrics.base import Metric, MetricUnavailable
 from sbcore.metrics.gaussian import GaussianSB, bw2, fit_gaussian
 
 if TYPE_CHECKING:
     from sbcore.metrics.translation import Translation
+    from sbcore.run import Run
 
 #: score names, in the order they are printed.
 SCORES = ("plan_bw2_uvp", "cbw2_uvp", "cov_rel_error")
@@ -74,26 +79,81 @@ def plan_floor(sb: GaussianSB, n: int, given: str = "x0") -> dict[str, float]:
     return plan_scores(sb, x0, x1, given)
 
 
-def plan_metrics(sb: GaussianSB, translations: Mapping[str, Translation]) -> dict[str, float]:
-    """``{direction}/{score}`` and ``{direction}/{score}_floor`` for every translated direction."""
-    out: dict[str, float] = {}
-    for direction, tr in translations.items():
-        x0, x1 = (t.flatten(1) for t in tr.pairs())
-        scores = plan_scores(sb, x0, x1, given=tr.start)
-        floor = plan_floor(sb, len(x0), given=tr.start)
-        for name in SCORES:
-            out[f"{direction}/{name}"] = scores[name]
-            out[f"{direction}/{name}_floor"] = floor[name]
-    return out
+def gaussian_sb(run: Run) -> GaussianSB | None:
+    """The closed-form Schrödinger bridge of a run whose data sides are both `gaussian` sources and whose
+    reference is dX = sigma dW with sigma > 0 (`process.brownian_sigma`), else None. Only Gaussian sources
+    are built, so asking costs nothing on image data."""
+    data, registry = run.config.data, run.registry
+    specs = (data.x0, data.x1)
+    if any(spec is None or not issubclass(registry.get(spec.registry_kind, spec.kind), GaussianSource)
+           for spec in specs):
+        return None
+    sigma = run.config.process.build(registry).brownian_sigma or 0.0
+    if sigma <= 0:
+        return None
+    x0, x1 = (spec.build(registry) for spec in specs)
+    return GaussianSB(x0.mean, x0.cov, x1.mean, x1.cov, sigma)
 
 
-def format_plan_metrics(metrics: Mapping[str, float], step: int) -> str:
-    """The evaluation's headline for Gaussian data: each direction's scores with their floors."""
-    directions = list(dict.fromkeys(key.split("/")[0] for key in metrics if key.endswith("/plan_bw2_uvp")))
+def gaussian_defaults(run: Run) -> list[str]:
+    """The plan scores when the run is a Gaussian problem: what every evaluation adds by itself."""
+    return list(SCORES) if gaussian_sb(run) is not None else []
+
+
+class PlanScore(Metric):
+    """One closed-form score of a direction's generated coupling (`SCORES`), with its floor as ``*_floor``."""
+
+    reference = "translation"
+    score: ClassVar[str]
+
+    def __init__(self) -> None:
+        self.sb: GaussianSB | None = None
+
+    def bind(self, run: Run) -> None:
+        self.sb = gaussian_sb(run)
+        if self.sb is None:
+            raise MetricUnavailable("needs gaussian sources as data.x0 and data.x1 and a brownian process with sigma > 0")
+
+    def __call__(self, generated: Tensor, reference: Translation, generator: torch.Generator) -> dict[str, float]:
+        if self.sb is None:
+            raise MetricUnavailable(f"{type(self).__name__}.bind(run) was not called")
+        x0, x1 = (t.flatten(1) for t in reference.pairs())
+        return {"": plan_scores(self.sb, x0, x1, given=reference.start)[self.score],
+                "floor": plan_floor(self.sb, len(x0), given=reference.start)[self.score]}
+
+
+class PlanBW2UVP(PlanScore):
+    """BW2²-UVP (%) of the generated plan against the closed-form SB plan."""
+
+    score = "plan_bw2_uvp"
+
+
+class ConditionalBW2UVP(PlanScore):
+    """Conditional BW2²-UVP (%): the generated conditionals against the SB's, averaged over the inputs."""
+
+    score = "cbw2_uvp"
+
+
+class CrossCovError(PlanScore):
+    """Relative Frobenius error of the generated Cov(x0, x1) against the SB's."""
+
+    score = "cov_rel_error"
+
+
+#: registered names (each the score it computes).
+PLAN_METRICS: dict[str, type[PlanScore]] = {cls.score: cls for cls in (PlanBW2UVP, ConditionalBW2UVP, CrossCovError)}
+
+
+def format_plan_metrics(metrics: Mapping[str, float], step: int) -> str | None:
+    """The evaluation's headline for Gaussian data: each direction's scores that were computed, with their
+    floors (None when there are none)."""
+    keys = [key for key in metrics if key.split("/")[-1] in SCORES and f"{key}_floor" in metrics]
+    if not keys:
+        return None
     lines = [f"Gaussian plan vs closed-form SB, step {step} (floor: exact plan samples of the same size):"]
-    for direction in directions:
+    for direction in dict.fromkeys(key.split("/")[0] for key in keys):
         parts = [f"{name} {metrics[f'{direction}/{name}']:.4g} (floor {metrics[f'{direction}/{name}_floor']:.2g})"
-                 for name in SCORES]
+                 for name in SCORES if f"{direction}/{name}" in keys]
         lines.append(f"  {direction:>8}: " + ", ".join(parts))
     return "\n".join(lines)
 

@@ -10,6 +10,7 @@ from typing import Any
 from sbcore.errors import RunFolderError, UserError
 from sbcore.hookspecs import hookimpl
 from sbcore.metrics import digits, image, inception, vector
+from sbcore.metrics.gaussian_plan import PLAN_METRICS, format_plan_metrics, gaussian_defaults
 from sbcore.metrics.evaluate import (
     build_metrics,
     configured_metrics,
@@ -34,6 +35,7 @@ METRICS = {
     "domain_accuracy": digits.DomainAccuracy,
     "fid": inception.FID,
     "kid": inception.KID,
+    **PLAN_METRICS,
 }
 EVAL_USAGE = "sbcore eval run=DIR [n=2000] [metrics=w2,mmd] [seed=0] [steps=K] [device=auto]"
 REPORT_USAGE = "sbcore report run=DIR [out=DIR/report]"
@@ -55,16 +57,21 @@ def sbcore_run_start(run: Any) -> None:
 @hookimpl
 def sbcore_evaluate(run: Any, evaluation: Evaluation) -> dict[str, float] | None:
     """The metrics named in the run's ``eval.metrics`` on the training evaluation's translations, plus
-    PSNR/SSIM against the true partners when the data is paired images."""
+    PSNR/SSIM against the true partners when the data is paired images and the closed-form plan scores
+    when it is a Gaussian problem (printed as the evaluation's headline)."""
     specs = configured_metrics(run.config)
     listed = {s if isinstance(s, str) else s["kind"] if isinstance(s, dict) else s.kind for s in specs}
-    specs += [name for name in paired_defaults(evaluation.translations) if name not in listed]
+    defaults = paired_defaults(evaluation.translations) + gaussian_defaults(run)
+    specs += [name for name in defaults if name not in listed]
     if not specs:
         return None
-    values, skipped = evaluate_samples(evaluation.translations, build_metrics(specs, run.registry),
+    values, skipped = evaluate_samples(run, evaluation.translations, build_metrics(specs, run.registry),
                                        metric_generator(run.config.seed))
     for key, why in skipped.items():
         run.echo(f"metric {key} skipped: {why}")
+    headline = format_plan_metrics(values, evaluation.step)
+    if headline:
+        run.echo(headline)
     return values
 
 

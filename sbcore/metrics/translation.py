@@ -20,8 +20,7 @@ from tqdm import tqdm
 
 from sbcore.io import plots
 from sbcore.launch import distributed
-from sbcore.metrics.gaussian import GaussianSB
-from sbcore.metrics.gaussian_plan import format_plan_metrics, is_diagonal, plan_metrics
+from sbcore.metrics.gaussian_plan import gaussian_sb, is_diagonal
 from sbcore.process.base import ENDS, Direction
 from sbcore.sampler.base import Trajectory
 from sbcore.seeding import derive_seeds
@@ -155,13 +154,10 @@ def evaluate_translation(trainer: Trainer) -> Evaluation:
     for direction, tr in translations.items():
         metrics.update({f"{direction}/{k}": v for k, v in moment_metrics(trainer, tr).items()})
     draw_pictures(trainer, translations)
-    sb = gaussian_sb(trainer)
+    sb = gaussian_sb(run)  # its plan scores are registered metrics, added by the sbcore_evaluate hook
     if sb is not None:
         closed = torch.diagonal(sb.cross_cov)
         metrics["closed_form/cov_x0_x1_diag"] = float(closed.mean())
-        scores = plan_metrics(sb, translations)
-        metrics.update(scores)
-        run.echo(format_plan_metrics(scores, trainer.step))
         if is_diagonal(sb):  # otherwise the diagonal of Cov(x0, x1) is not the coupling
             _print_cov_table(trainer, translations, closed)
     return Evaluation(trainer.step, metrics, translations)
@@ -227,14 +223,3 @@ def cross_cov_diag(x0: Tensor, x1: Tensor) -> Tensor:
     a = x0.flatten(1).double()
     b = x1.flatten(1).double()
     return ((a - a.mean(0)) * (b - b.mean(0))).sum(0) / (a.shape[0] - 1)
-
-
-def gaussian_sb(trainer: Trainer) -> GaussianSB | None:
-    """The closed-form Schrödinger bridge when both data sides are Gaussian sources and the reference is
-    dX = sigma dW with sigma > 0, else None."""
-    sigma = trainer.process.brownian_sigma or 0.0
-    sources = getattr(trainer, "sources", None) or {}
-    x0, x1 = sources.get("x0"), sources.get("x1")
-    if sigma <= 0 or not (hasattr(x0, "cov") and hasattr(x1, "cov")):
-        return None
-    return GaussianSB(x0.mean, x0.cov, x1.mean, x1.cov, sigma)

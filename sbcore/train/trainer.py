@@ -286,7 +286,7 @@ class Trainer(ABC):
             dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30.0,
         )
         started = time.perf_counter()
-        start_step = self.step
+        start_step, eval_seconds = self.step, 0.0
         while self.step < cfg.steps:
             stats = self.train_step()
             window.append(stats["loss"])
@@ -303,11 +303,14 @@ class Trainer(ABC):
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
                 self.save_checkpoint()
             if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps:
+                eval_started = time.perf_counter()
                 self._evaluate()
+                eval_seconds += time.perf_counter() - eval_started
         bar.close()
         elapsed = time.perf_counter() - started
         self.save_checkpoint()
-        summary = {"step": self.step, "train_seconds": round(elapsed, 2),
+        # train_seconds: the loop, evaluations inside it included (eval_seconds of it)
+        summary = {"step": self.step, "train_seconds": round(elapsed, 3), "eval_seconds": round(eval_seconds, 3),
                    "steps_per_second": round((self.step - start_step) / elapsed, 2) if elapsed > 0 else None}
         summary.update(self._evaluate())
         run.summary = summary

@@ -30,7 +30,8 @@ from torch import Tensor
 from sb_dsbm.metrics import path_metrics
 from sbcore.config import CouplingSpec
 from sbcore.coupling.base import Coupling, Pair
-from sbcore.metrics.translation import Evaluation, evaluate_translation, gaussian_sb
+from sbcore.metrics.gaussian_plan import gaussian_sb
+from sbcore.metrics.translation import Evaluation, evaluate_translation
 from sbcore.process.base import ENDS, ReferenceProcess
 from sbcore.train.alternating import AlternatingBridgeMatching, AlternatingConfig, Stage
 
@@ -95,7 +96,7 @@ class DSBMConfig(AlternatingConfig):
 
 #: path-metric keys that `evaluate_translation` already reports (as mean_error, var_error,
 #: cov_x0_x1_diag and closed_form/cov_x0_x1_diag); the bench keeps them, the run log need not repeat them.
-REPORTED_BY_CORE = frozenset({"mean_error", "var_error", "cov_diag", "cov_diag_closed_form"})
+REPORTED_BY_CORE = frozenset({"mean_error", "var_error", "cov_diag", "cov_diag_closed_form", "cov_rel_error"})
 
 
 class DSBM(AlternatingBridgeMatching):
@@ -136,7 +137,7 @@ class DSBM(AlternatingBridgeMatching):
         if not result.translations:  # under DDP this rank's samples went to rank 0
             return result
         result.metrics["half_iteration"] = self.schedule.stage_at(max(self.step - 1, 0)).index + 1
-        sb = gaussian_sb(self)
+        sb = gaussian_sb(self.run)
         if sb is None:
             return result
         for direction, tr in result.translations.items():
