@@ -13,8 +13,9 @@ and the final evaluation excluded), in two settings:
   what logging costs; the evaluation's seconds are printed beside it.
 
 Variants: `mlp` (sbcore's MLP, d=50, batch 256) and `unet` (sbcore's UNet on 1x16x16 arrays, batch 16).
-Each repeat runs bare, quiet and logged back to back; the medians of the repeats and the spread of the
-per-repeat ratios are reported (on a shared machine single timings are noisy).
+Each repeat runs bare, quiet and logged back to back, in reverse order every other repeat so that a
+machine's drift cancels; the medians of the repeats and the spread of the per-repeat ratios are reported
+(on a shared machine single timings are noisy).
 
     python benchmarks/overhead.py [--variant mlp|unet|both] [--steps 300] [--repeats 5] [--threads 1]
 """
@@ -127,12 +128,17 @@ def measure(variant: str, steps: int, repeats: int, plugins) -> None:
         sbcore_loop(variant, 10, True, plugins, out, out / "warm-up")
         times: dict[str, list[float]] = {"bare": [], "quiet": [], "logged": [], "logging": [], "eval": []}
         for repeat in range(repeats):
-            times["bare"].append(bare_loop(variant, steps, arrays))
-            times["quiet"].append(sbcore_loop(variant, steps, False, plugins, out, out / f"q{repeat}")[0])
-            loop, evaluation = sbcore_loop(variant, steps, True, plugins, out, out / f"l{repeat}")
-            times["logged"].append(loop)
-            times["logging"].append(loop - evaluation)
-            times["eval"].append(evaluation)
+            settings = ["bare", "quiet", "logged"]
+            for setting in settings if repeat % 2 == 0 else settings[::-1]:  # drift on a shared machine cancels
+                if setting == "bare":
+                    times["bare"].append(bare_loop(variant, steps, arrays))
+                    continue
+                loop, evaluation = sbcore_loop(variant, steps, setting == "logged", plugins, out,
+                                               out / f"{setting}{repeat}")
+                times[setting].append(loop)
+                if setting == "logged":
+                    times["logging"].append(loop - evaluation)
+                    times["eval"].append(evaluation)
     shape, batch, _ = VARIANTS[variant]
     print(f"\n{variant}: shape {shape}, batch {batch}, {steps} steps, {repeats} alternating repeats, "
           f"threads {torch.get_num_threads()}")

@@ -1,6 +1,7 @@
 """The lean training step keeps its promises: the step's random streams are exactly those of
 `torch.manual_seed(micro_seeds(...))`, AdamW runs fused, and gradients are clipped per network only when
-`train.grad_clip` is set (the returned norm is measured either way)."""
+`train.grad_clip` is set (the returned norm is measured either way); a step reads nothing back to the
+host, and a non-finite step is never applied."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 import torch
 
 from sbcore.config import merge, structure_config
+from sbcore.errors import NonFiniteError
 from sbcore.launch.distributed import micro_seeds
 from sbcore.run import Run
 
@@ -52,3 +54,45 @@ def test_gradients_clipped_per_network_only_when_asked(tiny_gaussian, plugins, t
         assert after.norm() == pytest.approx(float(expected), rel=1e-4)
         if clip is None or norms[name] <= clip:
             assert torch.equal(after, before[name])
+
+
+def test_step_reads_nothing_back_to_the_host(tiny_gaussian, plugins, tmp_path, monkeypatch):
+    """Between sync points a step leaves its loss and gradient norm on the device: any read
+    (item, tolist, float, bool) inside train_step fails this test."""
+    trainer = trainer_for(tiny_gaussian, plugins, tmp_path)
+
+    def read(*args, **kwargs):
+        raise AssertionError("host read inside train_step")
+
+    with monkeypatch.context() as patch:
+        for name in ("item", "tolist", "__float__", "__bool__", "__int__"):
+            patch.setattr(torch.Tensor, name, read)
+        for _ in range(3):
+            trainer.train_step()
+    assert [step for step, _ in trainer._pending] == [1, 2, 3]
+    stats = trainer._collect()
+    assert len(trainer._window) == 3 and trainer._pending == [] and stats["grad_norm"] > 0
+
+
+def test_nonfinite_step_is_not_applied(tiny_gaussian, plugins, tmp_path):
+    """A NaN loss: the fused AdamW kernel leaves weights and step counts as they were (found_inf), and
+    the sync point names the step; with train.nonfinite=skip it reports the skip and training goes on."""
+    trainer = trainer_for(tiny_gaussian, plugins, tmp_path, nonfinite="skip")
+    trainer.train_step()
+    before = {k: p.detach().clone() for k, p in trainer.networks.named_parameters()}
+    steps_before = [float(s["step"]) for s in trainer.optimizer.state.values()]
+    original = trainer.training_loss
+    trainer.training_loss = lambda n: original(n) * float("nan")
+    trainer.train_step()
+    assert all(torch.equal(p, before[k]) for k, p in trainer.networks.named_parameters())
+    assert [float(s["step"]) for s in trainer.optimizer.state.values()] == steps_before
+    trainer.training_loss = original
+    trainer.train_step()
+    assert not all(torch.equal(p, before[k]) for k, p in trainer.networks.named_parameters())
+    assert trainer._collect()["skipped"] == 1.0 and len(trainer._window) == 2
+    stop = trainer_for(tiny_gaussian, plugins, tmp_path / "stop")
+    stop.train_step()
+    stop.training_loss = lambda n: torch.tensor(float("inf"), requires_grad=True)
+    stop.train_step()
+    with pytest.raises(NonFiniteError, match=r"step 2: loss inf"):
+        stop._collect()

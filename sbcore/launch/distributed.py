@@ -86,28 +86,20 @@ def rank_of() -> int:
     return dist.get_rank() if dist.is_initialized() else 0
 
 
-def all_reduce_grads(parameters: list[torch.nn.Parameter]) -> None:
-    """Sum gradients over ranks in one flat buffer (parameters without a gradient are skipped;
-    every rank takes the same code path, so the set is the same everywhere)."""
+def all_reduce_grads(parameters: list[torch.nn.Parameter], loss: torch.Tensor) -> torch.Tensor:
+    """Sum gradients over ranks in one flat buffer, with the step's (scalar) loss in the same buffer, so a
+    step costs one collective and no host read; returns the summed loss. Parameters without a gradient are
+    skipped (every rank takes the same code path, so the set is the same everywhere)."""
     if world_size() == 1:
-        return
+        return loss
     grads = [p.grad for p in parameters if p.grad is not None]
-    if not grads:
-        return
-    flat = torch.cat([g.reshape(-1) for g in grads])
+    flat = torch.cat([g.reshape(-1) for g in grads] + [loss.reshape(1).to(grads[0].dtype if grads else loss.dtype)])
     dist.all_reduce(flat)
     offset = 0
     for g in grads:
         g.copy_(flat[offset:offset + g.numel()].view_as(g))
         offset += g.numel()
-
-
-def all_reduce_sum(value: float, device: torch.device) -> float:
-    if world_size() == 1:
-        return value
-    t = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return float(t.item())
+    return flat[-1].to(loss.dtype)
 
 
 def max_over_ranks(value: int, device: torch.device) -> int:

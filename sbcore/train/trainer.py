@@ -80,6 +80,10 @@ class Trainer(ABC):
         self._stop: StopRequest | None = None
         self._prepared = False
         self._stop_agreed = 0
+        #: (step, [loss, gradient norm]) of the steps since the last sync point, still on the device.
+        self._pending: list[tuple[int, Tensor]] = []
+        #: finite losses since the last logging step (their mean is the logged loss).
+        self._window: list[float] = []
 
     # ---- what a method supplies ------------------------------------------------------------
 
@@ -187,34 +191,63 @@ class Trainer(ABC):
             torch.cuda.manual_seed_all(torch_seed)
         self.data_generator.manual_seed(data_seed)
 
-    def train_step(self) -> dict[str, float]:
-        """One optimisation step. The loss and gradient norm stay on the device until one read of both, which
-        the finiteness check needs before the update is applied."""
+    def train_step(self) -> None:
+        """One optimisation step that reads nothing back to the host: the loss and gradient norm stay on the
+        device (`_pending`) until `_collect` reads them at the next sync point. A step whose loss or gradient
+        is not finite is not applied: the fused AdamW kernel skips it through `found_inf`, as under AMP's
+        GradScaler, leaving weights and step counts as they were; `_collect` then stops the run (or reports
+        the skip) before anything is logged or checkpointed."""
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr_at(self.step)
         plan = self.plan
-        losses = []
+        loss: Tensor | None = None
         for index in plan.indices():
             self._reseed(index)
             with self.autocast():
-                loss = self.training_loss(plan.micro_batch) / plan.micro_batches
-            self.scaler.scale(loss).backward()
-            losses.append(loss.detach().float())
-        distributed.all_reduce_grads(self.trainable)
+                micro = self.training_loss(plan.micro_batch) / plan.micro_batches
+            self.scaler.scale(micro).backward()
+            loss = micro.detach().float() if loss is None else loss + micro.detach().float()
+        loss = distributed.all_reduce_grads(self.trainable, loss)
         self.scaler.unscale_(self.optimizer)
         grad_norm = self.clip_gradients()
-        local, norm = torch.stack([sum(losses[1:], losses[0]), grad_norm.float()]).tolist()
-        total = distributed.all_reduce_sum(local, self.device)
-        signum = self._stop.signum if self._stop is not None else None
-        self._stop_agreed = distributed.max_over_ranks(signum or 0, self.device)
-        if not math.isfinite(total) or (not self.scaler.is_enabled() and not math.isfinite(norm)):
-            return self._nonfinite(total, norm)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        record = torch.stack([loss, grad_norm.float()])
+        self._pending.append((self.step + 1, record))
+        if self.scaler.is_enabled():  # the scaler skips steps with non-finite gradients itself
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        elif self.optimizer.defaults["fused"]:
+            self.optimizer.found_inf = (~torch.isfinite(record.sum())).float()
+            self.optimizer.step()
+        elif bool(torch.isfinite(record).all()):  # an unfused optimiser (other devices) cannot skip on its own
+            self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.ema.update()  # on every rank (weights are identical), so every rank can sample for evaluation
         self.step += 1
-        return {"loss": total, "grad_norm": norm, "lr": self.optimizer.param_groups[0]["lr"]}
+
+    def _collect(self) -> dict[str, float]:
+        """The sync point's one host read: the pending steps' losses and gradient norms, and (under DDP) the
+        ranks' agreement on a stop request. Returns the last step's gradient norm and lr, how many steps were
+        skipped, and adds the finite losses to the logging window; a non-finite step stops the run here
+        (`train.nonfinite: stop`) or is reported as skipped."""
+        values = torch.stack([record for _, record in self._pending]).tolist() if self._pending else []
+        steps = [step for step, _ in self._pending]
+        self._pending.clear()
+        signum = self._stop.signum if self._stop is not None else None
+        self._stop_agreed = distributed.max_over_ranks(signum or 0, self.device)
+        skipped = 0
+        for step, (loss, norm) in zip(steps, values, strict=True):
+            if math.isfinite(loss) and (self.scaler.is_enabled() or math.isfinite(norm)):
+                self._window.append(loss)
+                continue
+            what = f"step {step}: loss {loss}, gradient norm {norm}"
+            if self.cfg.nonfinite == "stop":
+                raise NonFiniteError(f"{what} (not finite); the run stopped and its newest checkpoint (finite) is "
+                                     "kept. Lower train.lr or set train.grad_clip, then resume=true; "
+                                     "train.nonfinite=skip skips such steps instead")
+            self.run.echo(f"{what} (not finite): step skipped (train.nonfinite=skip)")
+            skipped += 1
+        stats = {"grad_norm": values[-1][1] if values else math.nan, "lr": self.optimizer.param_groups[0]["lr"]}
+        return {**stats, "skipped": float(skipped)} if skipped else stats
 
     def clip_gradients(self) -> Tensor:
         """Clip each network's gradient norm to `train.grad_clip` on its own, so two networks trained in one
@@ -229,18 +262,6 @@ class Trainer(ABC):
             for params, norm in zip(groups, norms, strict=True):
                 torch.nn.utils.clip_grads_with_norm_(params, self.cfg.grad_clip, norm, foreach=True)
         return torch.linalg.vector_norm(torch.stack(norms))
-
-    def _nonfinite(self, loss: float, grad_norm: float) -> dict[str, float]:
-        """A NaN/inf loss or gradient: drop the step's gradients, then stop or skip (`train.nonfinite`)."""
-        self.optimizer.zero_grad(set_to_none=True)
-        what = f"step {self.step + 1}: loss {loss}, gradient norm {grad_norm}"
-        if self.cfg.nonfinite == "stop":
-            raise NonFiniteError(f"{what} (not finite); the run stopped and its newest checkpoint (finite) is kept. "
-                                 "Lower train.lr or set train.grad_clip, then resume=true; "
-                                 "train.nonfinite=skip skips such steps instead")
-        self.run.echo(f"{what} (not finite): step skipped (train.nonfinite=skip)")
-        self.step += 1
-        return {"loss": loss, "grad_norm": grad_norm, "lr": self.optimizer.param_groups[0]["lr"], "skipped": 1.0}
 
     # ---- the loop ----------------------------------------------------------------------------
 
@@ -280,29 +301,36 @@ class Trainer(ABC):
             distributed.write_plan(self.plan, run.dir)
             append_event(run.dir, "start", step=self.step, world_size=self.plan.world_size)
             run.call_hook("sbcore_run_start")
-        window: list[float] = []
         bar = tqdm(
             total=cfg.steps, initial=self.step, desc=run.dir.name, disable=not (cfg.progress and main),
             dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30.0,
         )
         started = time.perf_counter()
         start_step, eval_seconds = self.step, 0.0
+        alone = self.plan.world_size == 1
         while self.step < cfg.steps:
-            stats = self.train_step()
-            window.append(stats["loss"])
+            self.train_step()
             bar.update(1)
-            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                stats["loss"] = sum(window) / len(window)
-                window.clear()
+            step = self.step
+            log = step % cfg.log_every == 0 or step == cfg.steps
+            save = bool(cfg.checkpoint_every) and step % cfg.checkpoint_every == 0 and step < cfg.steps
+            evaluate = bool(cfg.eval_every) and step % cfg.eval_every == 0 and step < cfg.steps
+            # the sync points: the same steps on every rank; alone, a stop request is one too
+            if not (log or save or evaluate or (alone and self._stop.signum is not None)):
+                continue
+            stats = self._collect()
+            if log:
+                stats = {"loss": sum(self._window) / len(self._window) if self._window else math.nan, **stats}
+                self._window.clear()
                 bar.set_postfix(loss=f"{stats['loss']:.4g}")
                 if main:
-                    run.call_hook("sbcore_step_end", step=self.step, metrics=stats)
-            if self._stop_agreed and self.step < cfg.steps:
+                    run.call_hook("sbcore_step_end", step=step, metrics=stats)
+            if self._stop_agreed and step < cfg.steps:
                 bar.close()
                 self._preempt(self._stop_agreed)
-            if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
+            if save:
                 self.save_checkpoint()
-            if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps:
+            if evaluate:
                 eval_started = time.perf_counter()
                 self._evaluate()
                 eval_seconds += time.perf_counter() - eval_started
