@@ -84,16 +84,19 @@ def test_eval_writes_reproducible_numbers_with_their_setting(gaussian_run, plugi
 
 
 def test_eval_defaults_to_the_vector_metrics(gaussian_run, plugins):
+    """Vector metrics, and on a Gaussian problem its closed-form plan scores with their floors."""
     cli(plugins, "eval", f"run={gaussian_run}", "n=200")
     names = {k.split("/")[1] for k in json.loads((gaussian_run / "eval.json").read_text())["metrics"]}
-    assert names == {"w2", "sliced_w2", "mmd", "energy", "gaussian_w2"}
+    plan = {"plan_bw2_uvp", "cbw2_uvp", "cov_rel_error"}
+    assert names == {"w2", "sliced_w2", "mmd", "energy", "gaussian_w2"} | plan | {f"{n}_floor" for n in plan}
 
 
 def test_evaluate_hook_computes_the_configured_metrics(plugins):
     import torch
 
     lines: list[str] = []
-    run = SimpleNamespace(config=SimpleNamespace(seed=0, eval=SimpleNamespace(metrics=["msd", "ssim"])),
+    run = SimpleNamespace(config=SimpleNamespace(seed=0, eval=SimpleNamespace(metrics=["msd", "ssim"]),
+                                                 data=SimpleNamespace(x0=None, x1=None, pairs=None)),
                           registry=plugins.registry, echo=lines.append)
     x0 = torch.zeros(8, 2)
     forward = Translation("forward", x0, Trajectory(x0 + 1, None, 1), x0, None)

@@ -13,10 +13,17 @@ resume exact and makes the global batch the same on 1 or N processes: rank r com
 the micro-batches and the gradients are summed (`sbcore.launch.distributed`). Under DDP every
 rank keeps the EMA and samples a share of the evaluation, gathered on rank 0; hooks and checkpoints
 belong to rank 0. SIGINT/SIGTERM/SIGUSR1/SIGUSR2 stop the loop at the
-next step boundary with a checkpoint (`sbcore.launch.signals`). A non-finite loss or gradient
-stops the run before the step is applied (or skips it, ``train.nonfinite``), so no checkpoint
-ever holds NaN weights. Lifecycle hooks go through `Run.call_hook`: one that raises is reported
-and disabled unless ``log.strict``.
+next sync point with a checkpoint (`sbcore.launch.signals`).
+
+A step reads nothing back to the host. Its loss and gradient norm stay on the device until the next
+sync point: a logging, checkpoint or evaluation step, the last step, or (in a single process) a stop
+request; under DDP these are the same steps on every rank, so the ranks' stop agreement rides there
+too. A non-finite loss or gradient is never applied (the fused AdamW kernel skips the step through
+``found_inf``), and the sync point stops the run naming the step, or reports it skipped
+(``train.nonfinite``), so no checkpoint ever holds NaN weights.
+
+Lifecycle hooks go through `Run.call_hook`: one that raises is reported and disabled unless
+``log.strict``.
 """
 
 from __future__ import annotations

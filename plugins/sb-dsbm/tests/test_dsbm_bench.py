@@ -63,3 +63,9 @@ def test_cli_runs_and_writes_csv_and_json(tmp_path, capsys):
     data = json.loads((out / "bench_gaussian.json").read_text())
     assert [r["variant"] for r in data["runs"]] == ["imf", "bm"] and all(r["steps"] == 10 for r in data["runs"])
     assert (out / "bench_gaussian.csv").read_text().splitlines()[0].startswith("variant,dim,seed,steps")
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.yaml")))
+def test_example_configs_are_valid(name):
+    config = structure_config(read_yaml_file(EXAMPLES / name), create_plugins().registry)
+    assert config.plugin == "dsbm"
