@@ -162,11 +162,26 @@ def _positive(_: Any, attribute: attrs.Attribute, value: Any) -> None:
 
 @attrs.frozen
 class TrainConfig:
+    """The `train:` section: the loop services of `sbcore.train.trainer.Trainer`.
+
+    lr_schedule: the learning rate after warm-up, a closed form of the step (`sbcore.train.lr_schedule`):
+        constant, cosine or linear (from lr down to min_lr at the span's end), or step (lr multiplied by
+        lr_gamma every lr_step_size steps).
+    lr_span: what one schedule (warm-up included) spans: the whole run, or each stage of an alternating
+        method (DSBM, S-DSB, DBFS: every stage restarts warm-up and decay over its own length; for other
+        methods the same as run).
+    """
+
     steps: int = attrs.field(default=1000, validator=_positive)
     batch_size: int = attrs.field(default=256, validator=_positive)
     lr: float = attrs.field(default=1.0e-3, validator=_positive)
     weight_decay: float = attrs.field(default=0.0, validator=v.ge(0.0))
     warmup_steps: int = attrs.field(default=0, validator=v.ge(0))
+    lr_schedule: Literal["constant", "cosine", "linear", "step"] = "constant"
+    lr_span: Literal["run", "stage"] = "run"
+    min_lr: float = attrs.field(default=0.0, validator=v.ge(0.0))
+    lr_gamma: float = attrs.field(default=0.1, validator=[v.gt(0.0), v.le(1.0)])
+    lr_step_size: int = attrs.field(default=1000, validator=_positive)
     grad_clip: float | None = 1.0
     ema_decay: float = attrs.field(default=0.999, validator=[v.ge(0.0), v.lt(1.0)])
     grad_accum: int = attrs.field(default=1, validator=_positive)
@@ -189,6 +204,8 @@ class TrainConfig:
     def __attrs_post_init__(self) -> None:
         if self.batch_size % self.grad_accum:
             raise ValueError(f"batch_size ({self.batch_size}) must be divisible by grad_accum ({self.grad_accum})")
+        if self.min_lr > self.lr:
+            raise ValueError(f"min_lr ({self.min_lr}) must not exceed lr ({self.lr})")
 
 
 @attrs.frozen

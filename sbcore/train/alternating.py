@@ -282,6 +282,13 @@ class AlternatingBridgeMatching(BridgeMatching):
         with torch.no_grad():
             return self._simulate_from_data(self.teacher_direction(self.stage), n)
 
+    def lr_span(self, step: int) -> tuple[int, int]:
+        """With ``train.lr_span: stage`` every stage restarts the learning-rate schedule over its own steps."""
+        if self.cfg.lr_span == "run":
+            return super().lr_span(step)
+        stage = self.schedule.stage_at(step)
+        return stage.start, stage.stop - stage.start
+
     def _simulate_from_data(self, direction: Direction, n: int) -> dict[str, Tensor]:
         start = self.draw(ENDS[direction][0], n, self.data_generator).to(self.device)
         return self.simulate(direction, start)

@@ -2,7 +2,8 @@
 
 A method subclasses `Trainer`, declares its ``Config`` (the ``method:`` section), builds its
 networks in `setup` and returns the loss of one micro-batch from `training_loss`. The base class
-owns the optimiser (AdamW, one parameter group and one gradient-clip norm per network), LR warm-up,
+owns the optimiser (AdamW, one parameter group and one gradient-clip norm per network), LR warm-up and
+decay (`sbcore.train.lr_schedule`),
 gradient accumulation, autocast, EMA, seeding, progress, logging through the lifecycle hooks,
 periodic evaluation and checkpoints with exact resume, starting from another run's networks
 (`train.init_from`), data parallelism and preemption.
@@ -57,6 +58,7 @@ from sbcore.sampler.base import Callback, Trajectory
 from sbcore.seeding import derive_seeds
 from sbcore.train.ema import EMA
 from sbcore.train.init_from import init_networks
+from sbcore.train.lr_schedule import learning_rate
 
 if TYPE_CHECKING:
     from sbcore.metrics.translation import Evaluation
@@ -164,9 +166,17 @@ class Trainer(ABC):
                     p.copy_(backup[k])
             self.networks.train(was_training)
 
+    def lr_span(self, step: int) -> tuple[int, int]:
+        """(first step, length) of the learning-rate schedule's span holding `step`: the whole run here;
+        alternating methods return their stage's with ``train.lr_span: stage``."""
+        return 0, self.cfg.steps
+
     def lr_at(self, step: int) -> float:
-        warm = self.cfg.warmup_steps
-        return self.cfg.lr * min(1.0, (step + 1) / warm) if warm else self.cfg.lr
+        """The learning rate of `step` (`sbcore.train.lr_schedule`): a pure function of the step, so resume is exact."""
+        cfg = self.cfg
+        start, length = self.lr_span(step)
+        return learning_rate(step, start, length, lr=cfg.lr, schedule=cfg.lr_schedule, warmup_steps=cfg.warmup_steps,
+                             min_lr=cfg.min_lr, gamma=cfg.lr_gamma, step_size=cfg.lr_step_size)
 
     def _seed(self) -> None:
         seed = self.run.config.seed
