@@ -146,11 +146,11 @@ class I2SB(BridgeMatching):
 
     # ---- sampling ------------------------------------------------------------------------------
 
-    def projection(self, x1: Tensor, mask: Tensor) -> Callback:
+    def projection(self, x1: Tensor, mask: Tensor, process: I2SBBridge) -> Callback:
         """Re-impose the known pixels of x1 at the step's time (noised by std_sb unless OT-ODE)."""
 
         def project(k: int, x: Tensor, t: Tensor, estimate: Estimate | None) -> Tensor:
-            known = x1 if self.process.ot_ode else x1 + expand_t(self.process.std_sb(t), x1) * torch.randn_like(x1)
+            known = x1 if process.ot_ode else x1 + expand_t(process.std_sb(t), x1) * torch.randn_like(x1)
             return (1 - mask) * known + mask * x
 
         return project
@@ -158,17 +158,29 @@ class I2SB(BridgeMatching):
     def sample(
         self, direction: Direction, x_start: Tensor, steps: int | None = None, return_path: bool = False,
         record: bool = False, cond: Tensor | None = None, callback: Callback | None = None,
+        ot_ode: bool | None = None,
     ) -> Trajectory:
-        """Restore degraded images x_start (inpainting: holes white, or any mask the operator reads off)."""
+        """Restore degraded images x_start (inpainting: holes white, or any mask the operator reads off).
+
+        ot_ode: sample with the OT-ODE chain (true: the posterior mean only, deterministic given the start) or
+        the stochastic one (false), whatever the run trained with; None keeps the process's setting.
+        (Inpainting still fills the hole of the start with fresh noise, as the reference does.)"""
         if direction != "backward":
             raise ValueError(f"i2sb restores x1 -> x0: sample direction 'backward', got {direction!r}")
+        if ot_ode is not None and ot_ode != self.process.ot_ode:
+            trained = self.process
+            self.process = trained.with_ot_ode(ot_ode)
+            try:
+                return self.sample(direction, x_start, steps, return_path, record, cond, callback)
+            finally:
+                self.process = trained
         x1 = x_start.to(self.device)
         mask = self.corruption.mask_of(x1) if self.masked else None
         start, own = self.network_input(x1, mask)
         cond = cond.to(self.device) if cond is not None else own.get("cond")
         steps_callback = callback
         if mask is not None:
-            project = self.projection(x1, mask)
+            project = self.projection(x1, mask, self.process)
 
             def steps_callback(k: int, x: Tensor, t: Tensor, estimate: Estimate | None) -> Tensor:
                 x = project(k, x, t, estimate)

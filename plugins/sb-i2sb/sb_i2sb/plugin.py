@@ -1,6 +1,9 @@
-"""Hook implementations: the `i2sb` method, process and sampler, and the `corruption` component kind."""
+"""Hook implementations: the `i2sb` method, process and sampler, the `corruption` component kind and
+`sbcore sample ... ot_ode=true|false`."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from sb_i2sb.corruption import OPERATORS
 from sb_i2sb.method import I2SB
@@ -18,3 +21,11 @@ def sbcore_register(registry: Registry) -> None:
     registry.add("sampler", "i2sb", I2SBPosterior)
     for name, operator in OPERATORS.items():
         registry.add("corruption", name, operator)
+
+
+@hookimpl
+def sbcore_sample_options(run: Any) -> dict[str, tuple[type, str]] | None:
+    if run.config.plugin != "i2sb":
+        return None
+    return {"ot_ode": (bool, "sample with the deterministic OT-ODE chain (true) or the stochastic one (false), "
+                             "whichever the run trained with")}

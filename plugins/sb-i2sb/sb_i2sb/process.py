@@ -32,6 +32,8 @@ A continuous time t is read at its nearest step, k = round(t (N - 1)); networks 
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import Tensor
 
@@ -79,6 +81,15 @@ class I2SBBridge(GaussianBridge):
             "std_fwd": fwd2.sqrt(), "std_bwd": bwd2.sqrt(), "mu_x0": bwd2 / total, "mu_x1": fwd2 / total,
             "std_sb": (fwd2 * bwd2 / total).sqrt(), "rate": self.betas * (self.interval - 1),
         }
+
+    def with_ot_ode(self, ot_ode: bool) -> I2SBBridge:
+        """The same tables with the OT-ODE switch set: the posterior chain keeps only its mean when true.
+
+        The network's label (x_k - x0) / std_fwd[k] and its inverse do not depend on the switch, so a network
+        trained either way can be sampled either way (`I2SB.sample(..., ot_ode=...)`)."""
+        twin = copy.copy(self)
+        twin.ot_ode = bool(ot_ode)
+        return twin
 
     def __repr__(self) -> str:
         return (f"I2SBBridge(beta_max={self.beta_max}, interval={self.interval}, reference_compat="

@@ -168,3 +168,29 @@ def test_config_errors(tmp_path, plugins):
     trainer = make_trainer(tmp_path, plugins)
     with pytest.raises(ValueError, match="sample direction 'backward'"):
         trainer.sample("forward", torch.zeros(1, 1, 16, 16))
+
+
+def test_a_stochastically_trained_run_samples_deterministically_with_ot_ode(tmp_path, plugins):
+    """`sbcore sample ... ot_ode=true` on a run trained with ot_ode false: two seeds give identical restorations
+    (the stochastic chain, the run's own setting, gives different ones)."""
+    from sbcore.sample import sample_command
+
+    run_local(structure_config(raw_config(tmp_path), plugins.registry), None, plugins)
+    run_dir = tmp_path / "runs" / "t"
+    np.savez(tmp_path / "degraded.npz", x=smooth_images(4, seed=5))
+
+    def restored(seed: int, *options: str) -> np.ndarray:
+        out = tmp_path / f"out_{seed}_{'_'.join(options)}.npz"
+        sample_command([f"run={run_dir}", f"input={tmp_path / 'degraded.npz'}", f"seed={seed}", f"out={out}",
+                        "steps=4", *options])
+        return np.load(out)["x0"]
+
+    deterministic = restored(0, "ot_ode=true"), restored(1, "ot_ode=true")
+    assert np.array_equal(*deterministic)
+    stochastic = restored(0), restored(1)
+    assert not np.allclose(*stochastic)
+    assert np.array_equal(stochastic[0], restored(0, "ot_ode=false"))  # false: the run's own chain
+    assert not np.allclose(deterministic[0], stochastic[0])
+    trainer = make_trainer(tmp_path, plugins)
+    trainer.sample("backward", torch.zeros(1, 1, 16, 16), steps=2, ot_ode=True)
+    assert trainer.process.ot_ode is False  # the switch lasts one call
