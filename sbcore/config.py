@@ -120,6 +120,11 @@ class DataSource(Component):
 RUNTIME_ARGS = frozenset({"self", "shape", "generator"})
 
 
+def passes_through(component: type) -> bool:
+    """Whether the constructor takes ``**kwargs`` (keys handed on to a wrapped library's constructor)."""
+    return any(p.kind is p.VAR_KEYWORD for p in inspect.signature(component.__init__).parameters.values())
+
+
 @functools.cache
 def schema_for(component: type) -> type:
     """An attrs class mirroring `component`'s keyword constructor parameters (for validation)."""
@@ -347,8 +352,11 @@ def make_converter(registry: Registry) -> cattrs.Converter:
             component = registry.get(cls.registry_kind, name)
         except KeyError as exc:
             raise ValueError(str(exc)) from None
-        checked = conv.structure(params, schema_for(component))
-        return cls(name, {k: getattr(checked, k) for k in params})
+        schema = schema_for(component)
+        named = {k: v for k, v in params.items() if k in attrs.fields_dict(schema) or not passes_through(component)}
+        checked = conv.structure(named, schema)
+        # keys of a component taking **kwargs (diffusers_unet's UNet2DModel keys) are checked when it is built
+        return cls(name, {k: getattr(checked, k) if k in named else v for k, v in params.items()})
 
     def unstructure_component(c: Component) -> dict[str, Any]:
         return {c.tag: c.kind, **conv.unstructure(c.params)}

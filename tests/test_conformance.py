@@ -23,6 +23,7 @@ from sbcore.process.vp import VPDiffusion
 from sbcore.registry import Registry
 from sbcore.sampler.integrators import EulerODE, HeunODE
 from sbcore.testing import ConformanceError, CouplingSuite, NetworkSuite, ProcessSuite, SamplerSuite, Suite
+from sbcore.testing.diffusers import TINY_UNET
 
 torch.set_num_threads(1)
 REGISTRY = get_plugins().registry
@@ -38,12 +39,15 @@ NETWORKS: dict[str, list[dict[str, Any]]] = {
                           "num_heads": 2, "dropout": 0.1}, shapes=[(1, 8, 8)])],
     "resmlp": [dict(params={"hidden": 16, "blocks": 2, "steps": 8}, shapes=[(2,), (1, 3, 3)])],
     "uvit": [dict(params={"dim": 16, "depth": 3, "heads": 2, "patch": 4}, shapes=[(1, 8, 8)])],
+    "diffusers_unet": [dict(params={**TINY_UNET, "timesteps": 100}, shapes=[(1, 8, 8), (2, 4, 4)])],
 }
 PROCESSES: dict[str, list[dict[str, Any]]] = {
     "brownian": [{}, dict(params={"sigma": 0.0}, predictions=("drift", "endpoint", "velocity"))],
     "scheduled": [{}, dict(params={"schedule": "linear"}), dict(params={"schedule": "constant", "beta_max": 2.0})],
     # VP reaches x1 = eps only in the limit; the discrete schedule puts index 0 at sqrt(1 - beta_1) x0 as DDPM
-    "vp": [dict(ends=("x0",)), dict(params={"steps": 100}, ends=())],
+    "vp": [dict(ends=("x0",)), dict(params={"steps": 100}, ends=()),
+           dict(params={"schedule": "scaled_linear"}, ends=("x0",)),
+           dict(params={"steps": 100, "schedule": "scaled_linear", "beta_min": 0.085, "beta_max": 1.2}, ends=())],
     "spectral": [dict(shape=(1, 4, 4)), dict(params={"dims": 1, "spectrum": "physical", "reference_size": 8},
                                              shape=(2, 8))],
     # I2SB's tables are read at round(t (N - 1)); index 0 already carries the first beta

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sbcore.hookspecs import hookimpl
+from sbcore.network.diffusers_unet import DiffusersUNet
 from sbcore.network.mlp import MLP
 from sbcore.network.unet import UNet
 from sbcore.registry import Registry
@@ -12,3 +13,4 @@ from sbcore.registry import Registry
 def sbcore_register(registry: Registry) -> None:
     registry.add("network", "mlp", MLP)
     registry.add("network", "unet", UNet)
+    registry.add("network", "diffusers_unet", DiffusersUNet)

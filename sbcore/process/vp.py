@@ -6,41 +6,66 @@ probability-flow ODE, d/dt x_t = -beta/2 x_t + beta/(2 sqrt(1 - abar)) eps forwa
 is 0: integrating it backward with a predicted eps is DDIM with eta = 0 (Song et al. 2021, eq. (12)).
 The x_0, eps and score parameterisations convert through `eps_coefficients` and `score`.
 
-abar(t) comes from the continuous linear schedule beta(t) = beta_min + (beta_max - beta_min) t, or, with
-``steps: N``, from DDPM's discrete product over guided-diffusion's linear betas
-linspace(1e-4, 0.02) * 1000/N, placed at t_i = i / (N - 1) (log abar linear in between), so data
-sits at index 0 as in DDIB's encoder.
+abar(t) comes from the continuous schedule beta(t), ``linear``: beta_min + (beta_max - beta_min) t, or
+``scaled_linear``: (sqrt(beta_min) + (sqrt(beta_max) - sqrt(beta_min)) t)^2 (Stable Diffusion's); or, with
+``steps: N``, from DDPM's discrete product prod_{j <= i} (1 - beta_j) over the same schedule's N betas
+beta_j = beta(j / (N - 1)) / N, placed at t_i = i / (N - 1) (log abar linear in between), so data sits at
+index 0 as in DDIB's encoder. The defaults (0.1, 20) give guided-diffusion's linear betas
+linspace(1e-4, 0.02) * 1000/N; diffusers' DDPM schedulers (``beta_start``, ``beta_end``,
+``beta_schedule`` linear or scaled_linear, ``num_train_timesteps`` N) are beta_min = N beta_start,
+beta_max = N beta_end (`sbcore.process.diffusers_schedule`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from typing import Literal
 
 import torch
 from torch import Tensor
 
 from sbcore.process.base import Direction, ReferenceProcess, check_direction, expand_t
 
+Schedule = Literal["linear", "scaled_linear"]
+
 
 class VPDiffusion(ReferenceProcess):
-    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, steps: int | None = None) -> None:
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, steps: int | None = None,
+                 schedule: Schedule = "linear") -> None:
         if not 0 <= beta_min <= beta_max or beta_max <= 0:
             raise ValueError(f"need 0 <= beta_min <= beta_max, beta_max > 0; got {beta_min}, {beta_max}")
         if steps is not None and steps < 2:
             raise ValueError(f"steps must be >= 2 or null, got {steps}")
-        self.beta_min, self.beta_max, self.steps = float(beta_min), float(beta_max), steps
+        if schedule not in ("linear", "scaled_linear"):
+            raise ValueError(f"schedule must be linear or scaled_linear, got {schedule!r}")
+        if steps is not None and beta_max >= steps:
+            raise ValueError(f"beta_max / steps is the last discrete beta and must be < 1; got {beta_max} / {steps}")
+        self.beta_min, self.beta_max, self.steps, self.schedule = float(beta_min), float(beta_max), steps, schedule
         self.grid_size = steps
         if steps is not None:
-            betas = torch.linspace(1e-4 * 1000 / steps, 0.02 * 1000 / steps, steps, dtype=torch.float64)
-            self._log_abar = torch.cumsum(torch.log1p(-betas), 0)
+            self._log_abar = torch.cumsum(torch.log1p(-self.discrete_betas()), 0)
 
     def __repr__(self) -> str:
-        return f"VPDiffusion(beta_min={self.beta_min}, beta_max={self.beta_max}, steps={self.steps})"
+        shown = "" if self.schedule == "linear" else f", schedule={self.schedule!r}"
+        return f"VPDiffusion(beta_min={self.beta_min}, beta_max={self.beta_max}, steps={self.steps}{shown})"
+
+    def discrete_betas(self) -> Tensor:
+        """The N betas of the discrete schedule (float64): diffusers' ``betas`` for the same config."""
+        if self.steps is None:
+            raise ValueError("a continuous VP process (steps: null) has no discrete betas")
+        n = self.steps
+        if self.schedule == "linear":
+            return torch.linspace(self.beta_min / n, self.beta_max / n, n, dtype=torch.float64)
+        return torch.linspace(math.sqrt(self.beta_min / n), math.sqrt(self.beta_max / n), n, dtype=torch.float64) ** 2
 
     def log_alpha_bar(self, t: Tensor) -> Tensor:
         t = torch.as_tensor(t)
         if self.steps is None:
-            return -(self.beta_min * t + (self.beta_max - self.beta_min) * t**2 / 2)
+            if self.schedule == "linear":
+                return -(self.beta_min * t + (self.beta_max - self.beta_min) * t**2 / 2)
+            r0, g = math.sqrt(self.beta_min), math.sqrt(self.beta_max) - math.sqrt(self.beta_min)
+            return -(r0**2 * t + r0 * g * t**2 + g**2 * t**3 / 3)
         pos = t * (self.steps - 1)
         lo = pos.floor().clamp(0, self.steps - 2)
         table = self._log_abar.to(device=t.device, dtype=t.dtype if t.is_floating_point() else torch.float64)
@@ -51,7 +76,9 @@ class VPDiffusion(ReferenceProcess):
         """-d/dt log abar(t)."""
         t = torch.as_tensor(t)
         if self.steps is None:
-            return self.beta_min + (self.beta_max - self.beta_min) * t
+            if self.schedule == "linear":
+                return self.beta_min + (self.beta_max - self.beta_min) * t
+            return (math.sqrt(self.beta_min) + (math.sqrt(self.beta_max) - math.sqrt(self.beta_min)) * t) ** 2
         lo = (t * (self.steps - 1)).floor().clamp(0, self.steps - 2).long()
         table = self._log_abar.to(device=t.device, dtype=t.dtype if t.is_floating_point() else torch.float64)
         return -(table[lo + 1] - table[lo]) * (self.steps - 1)
