@@ -12,6 +12,10 @@ i / (T - 1), as guided-diffusion draws the index i; on a continuous one, uniform
 ``eps_skip`` adds b(t) x to the network's output (b = sqrt(1 - abar)): the exact eps of unit-variance
 data at high noise, which keeps small CPU-trained models from blowing up there (spec §2.7; a
 documented deviation from the reference's plain output).
+``predict`` says what the network outputs, as diffusers' ``prediction_type`` does: eps, x0 or v =
+sqrt(abar) eps - sqrt(1 - abar) x0 (Salimans & Ho 2022, Appendix D); the model converts it to eps with the
+path's a = sqrt(abar), b = sqrt(1 - abar): eps = (x - a x0) / b, eps = a v + b x (a^2 + b^2 = 1 on VP).
+A pretrained diffusers model (`sb_ddib.pretrained`) is a ddib model with its scheduler's prediction.
 """
 
 from __future__ import annotations
@@ -55,28 +59,39 @@ class Noise(Source):
 class DDIBConfig:
     """The `method:` section of `ddib`.
 
-    eps_skip: add b(t) x to the network output (see the module docstring).
+    eps_skip: add b(t) x to the network output (see the module docstring); only with predict: eps.
+    predict: what the network outputs: eps, x0 or v (see the module docstring); the loss is on the eps it implies.
     t_epsilon: margin of the continuous time draw (unused on a discrete process).
     loss_reduction: mean over every element (guided-diffusion) or sum over dimensions.
     """
 
     eps_skip: bool = True
+    predict: Literal["eps", "x0", "v"] = "eps"
     t_epsilon: float = attrs.field(default=1.0e-3, validator=[v.ge(0.0), v.lt(0.5)])
     loss_reduction: Literal["sum", "mean"] = "mean"
 
+    def __attrs_post_init__(self) -> None:
+        if self.eps_skip and self.predict != "eps":
+            raise ValueError(f"eps_skip adds to an eps output; with predict: {self.predict} set eps_skip: false")
+
 
 class EpsModel:
-    """The network seen as an eps-predictor, with the optional skip b(t) x."""
+    """The network seen as an eps-predictor: its output converted from `predict`, with the optional skip b(t) x."""
 
-    def __init__(self, network: Network, process: ReferenceProcess, skip: bool) -> None:
-        self.network, self.process, self.skip = network, process, skip
+    def __init__(self, network: Network, process: ReferenceProcess, skip: bool, predict: str = "eps") -> None:
+        self.network, self.process, self.skip, self.predict = network, process, skip, predict
 
     def __call__(self, x: Tensor, t: Tensor, **cond: Tensor) -> Tensor:
         out = self.network(x, t, **cond)
-        if not self.skip:
+        if not self.skip and self.predict == "eps":
             return out
-        b = self.process.coefficients(torch.as_tensor(t, dtype=x.dtype, device=x.device))[1]
-        return out + expand_t(b, x) * x
+        a, b, _ = self.process.coefficients(torch.as_tensor(t, dtype=x.dtype, device=x.device))
+        a, b = expand_t(a, x), expand_t(b, x)
+        if self.predict == "x0":
+            return (x - a * out) / b
+        if self.predict == "v":
+            return a * out + b * x
+        return out + b * x
 
 
 def check_deterministic(process: ReferenceProcess) -> None:
@@ -110,7 +125,7 @@ class DDIB(BridgeMatching):
         self.sampler = self.run.config.sampler.build(registry)
         self.directions = ("forward", "backward")
         network = self.add_network(NETWORK, self.run.config.network.build(registry, shape=self.shape))
-        self.model = EpsModel(network, self.process, self.method.eps_skip)
+        self.model = EpsModel(network, self.process, self.method.eps_skip, self.method.predict)
 
     def sample_t(self, n: int) -> Tensor:
         size = self.process.grid_size
@@ -124,7 +139,8 @@ class DDIB(BridgeMatching):
                                     "eps", reduction=self.method.loss_reduction)
 
     def predictor(self, direction: Direction, network: Network | None = None, cond: Tensor | None = None) -> Predictor:
-        model = self.model if network is None else EpsModel(network, self.process, self.method.eps_skip)
+        model = self.model if network is None else EpsModel(network, self.process, self.method.eps_skip,
+                                                            self.method.predict)
         return Predictor(model, self.process, direction, "eps", cond)
 
     def evaluate(self) -> Evaluation:

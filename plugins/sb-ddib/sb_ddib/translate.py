@@ -8,7 +8,8 @@ at t = 1" means the same thing to both. That is checked; everything else that di
 training) is listed. Both halves use one sampler (the source run's, `sampler=`/`steps=` override it).
 The cycle x -> y -> x' (encode with the target, decode with the source) measures how far the two ODE
 solves are from inverses: per-point L2 mean, median, 99th percentile and max (the reference prints only
-the max, spec §2.4).
+the max, spec §2.4). A source or target may also be a diffusers DDPM folder (`sb_ddib.pretrained`): its
+UNet and scheduler are a domain model, and with n=N its inputs are its own samples.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from sbcore.metrics.vector import sliced_wasserstein2
 from sbcore.sample import load_trainer, read_inputs
 from sbcore.seeding import derive_seeds
 
-USAGE = ("sbcore translate source=RUN_A target=RUN_B (input=FILE_OR_FOLDER [key=ARRAY] | n=N) [steps=S] "
+USAGE = ("sbcore translate source=RUN_OR_DIFFUSERS_DIR target=RUN_OR_DIFFUSERS_DIR "
+         "(input=FILE_OR_FOLDER [key=ARRAY] | n=N) [steps=S] "
          "[sampler=ddim|ddim_heun] [cycle=true] [seed=0] [device=auto] [out=DIR]")
 OPTIONS = ("source", "target", "input", "key", "n", "steps", "sampler", "cycle", "seed", "device", "out")
 #: config sections that say what a run's weights are; shown side by side when they differ.
@@ -79,10 +81,19 @@ def _int(opts: dict[str, str], key: str) -> int:
         raise UserError(f"{key}={opts[key]}: expected an integer") from None
 
 
+def load_domain(folder: Path, device: str) -> Any:
+    """A run folder's trainer with its EMA weights, or the ddib trainer of a diffusers model folder."""
+    from sb_ddib.pretrained import is_diffusers_folder, load_diffusers_domain  # imports the method, which imports us
+
+    if is_diffusers_folder(folder):
+        return load_diffusers_domain(folder, device)
+    return load_trainer(folder, device)[0]
+
+
 def translate_runs(opts: dict[str, str]) -> dict[str, Any]:
     """Encode with the source run, decode with the target run (and back for the cycle); write the outputs."""
-    source, _ = load_trainer(Path(opts["source"]), opts.get("device", "auto"))
-    target, _ = load_trainer(Path(opts["target"]), opts.get("device", "auto"))
+    source = load_domain(Path(opts["source"]), opts.get("device", "auto"))
+    target = load_domain(Path(opts["target"]), opts.get("device", "auto"))
     differences = check_latent_convention(source, target)
     sampler = _sampler(source, opts)
     source.sampler = target.sampler = sampler
