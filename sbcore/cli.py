@@ -126,9 +126,10 @@ COMMANDS = [
      "plugin=NAME is the method's name as `sbcore plugins` lists it; resume=true continues the run folder "
      "out/name from its newest checkpoint, resume=force also accepts a changed network, method, process or data"),
     ("sample", cmd_sample, "sample a trained run or translate your inputs: "
-                           "sbcore sample run=DIR (n=N | input=FILE_OR_FOLDER) out=FILE.npz",
-     "run=DIR n=N out=FILE.npz direction=forward|backward steps=K path=true|false seed=S input=FILE_OR_FOLDER "
-     "key=ARRAY device=auto|cpu|cuda, and options the run's method adds"),
+                           "sbcore sample run=DIR (n=N|all | input=FILE_OR_FOLDER) out=FILE.npz",
+     "run=DIR n=N|all out=FILE.npz direction=forward|backward steps=K path=true|false seed=S split=test|train "
+     "input=FILE_OR_FOLDER key=ARRAY device=auto|cpu|cuda sampler.kind=NAME sampler.KEY=VALUE "
+     "eval.output=final|predicted_end eval.data.SIDE.KEY=VALUE, and options the run's method adds"),
     ("config", cmd_config, "print the full default config: sbcore config plugin=NAME",
      "plugin=NAME and key.sub=value overrides; prints every key with its default, every component's parameters"),
     ("plugins", cmd_plugins, "list plugins, their hooks and components", "(none)"),

@@ -266,11 +266,29 @@ class LauncherConfig:
 
 
 @attrs.frozen
+class EvalDataConfig:
+    """``eval.data``: the held-out sources evaluation draws from, in the schema of ``data``; a side left
+    out is the training side's source with ``split: test`` (`sbcore.metrics.eval_data`)."""
+
+    x0: DataSource | None = None
+    x1: DataSource | None = None
+    pairs: DataSource | None = None
+
+
+@attrs.frozen
 class EvalConfig:
-    """Metrics computed on EMA samples at every evaluation and by ``sbcore eval`` (which
-    falls back to defaults chosen by data shape when this list is empty)."""
+    """What every evaluation (in-run and ``sbcore eval``/``sbcore sample``) computes and draws from.
+
+    metrics: computed on EMA samples (``sbcore eval`` falls back to defaults chosen by data shape when
+    empty). split: ``test`` draws the inputs from held-out data (``eval.data``, or each training source's
+    test split), ``train`` from the training sources. output: ``final`` scores the sampler's last state,
+    ``predicted_end`` the network's predicted end at the last step (as DBFS reports).
+    """
 
     metrics: list[MetricSpec] = attrs.field(factory=list)
+    split: Literal["train", "test"] = "test"
+    data: EvalDataConfig = attrs.field(factory=EvalDataConfig)
+    output: Literal["final", "predicted_end"] = "final"
 
 
 def default_network() -> NetworkSpec:

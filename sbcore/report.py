@@ -125,7 +125,8 @@ def write_report(run_dir: Path, out: Path | None = None) -> Path:
         sampler_text = f"{sampler.pop('kind', '?')} ({', '.join(f'{k}={v}' for k, v in sampler.items())})"
         nfe = ", ".join(f"{k} {v}" for k, v in (evaluation.get("nfe") or {}).items())
         setting = (f"sbcore eval at step {evaluation.get('step')} ({evaluation.get('weights', 'ema')} weights), "
-                   f"n = {evaluation.get('n')}, seed {evaluation.get('seed')}, sampler {sampler_text}, "
+                   f"{evaluation.get('split', 'train')} split, n = {evaluation.get('n')}, "
+                   f"seed {evaluation.get('seed')}, sampler {sampler_text}, "
                    f"NFE {nfe}, world size {evaluation.get('world_size')}, "
                    f"global batch {evaluation.get('global_batch')}")
         sections.append(f"<p>{html.escape(setting)}</p>")

@@ -5,21 +5,24 @@ Inputs are an array file (``.npz``, ``.npy``, ``.pt``, ``.safetensors``, read li
 data source) of shape (N, *D) or one sample (*D), where D is the run's data shape; ``uint8`` arrays
 are read as pixels 0..255. A folder of images is converted like an image data source: to the run's
 channels (1: grayscale, 3: RGB) and size (shorter side scaled, centre crop), values in [-1, 1].
-A plugin adds options of its own through `sbcore_sample_options`.
+A plugin adds options of its own through `sbcore_sample_options`. A run records its data's shape at
+start (``data.json``), so translating inputs needs only the run folder; an older run rebuilds its data.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import attrs
 import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
 
-from sbcore.config import read_yaml_file, structure_config
+from sbcore.config import merge, read_yaml_file, structure_config
 from sbcore.data.arrays import SUFFIXES, read_arrays
 from sbcore.data.image_folder import fit, list_images
 from sbcore.data.pipes import check_run_pipes
@@ -27,24 +30,109 @@ from sbcore.errors import DataError, RunFolderError, UserError
 from sbcore.io import checkpoint as ckpt
 from sbcore.io import plots
 from sbcore.io.files import atomic_write
+from sbcore.metrics.eval_data import Split, evaluation_data
 from sbcore.metrics.translation import sample_in_chunks
+from sbcore.options import existing_dir, existing_path, option, parse_options, positive, suffix, with_extra
 from sbcore.plugins import get_plugins
 from sbcore.process.base import ENDS
 from sbcore.run import Run, choose_device
 from sbcore.seeding import derive_seeds
 
-USAGE = ("sbcore sample run=DIR [direction=forward|backward] [steps=K] [out=FILE.npz] [device=auto] "
-         "(n=N [path=true] [seed=S] | input=FILE_OR_FOLDER [key=ARRAY])")
-OPTIONS = ("run", "direction", "steps", "out", "device", "n", "path", "seed", "input", "key")
+COMMAND = "sbcore sample"
+#: what a run records of its data at start (`record_data`), so ``input=`` needs only the run folder.
+DATA_RECORD = "data.json"
 
 
-def load_trainer(run_dir: Path, device: str = "auto"):
-    """Rebuild a run's trainer from its config.yaml and load the latest checkpoint's EMA weights.
+@attrs.frozen(kw_only=True)
+class SampleOptions:
+    """``sbcore sample``'s options (a plugin adds its own through `sbcore_sample_options`)."""
+
+    run: Path = option(help="the run folder", validator=existing_dir)
+    n: int | Literal["all"] | None = option(
+        None, help="inputs drawn from the run's evaluation data (default 1000), or all of its items",
+        validator=positive)
+    input: Path | None = option(None, help="an array file or a folder of images to translate instead",
+                                validator=existing_path)
+    key: str | None = option(None, help="the array of input= to translate when the file holds several")
+    out: Path | None = option(None, help="the .npz to write (default RUN/samples_DIRECTION.npz)",
+                              validator=suffix(".npz"))
+    direction: Literal["forward", "backward"] | None = option(
+        None, help="forward (x0 -> x1) or backward; default the run's only direction, else forward")
+    steps: int | None = option(None, help="sampler steps (the run's by default)", validator=positive)
+    path: bool = option(False, help="keep every step of each trajectory (n= only)")
+    seed: int = option(0, help="seed of the inputs drawn and the sampler's noise")
+    split: Split = option("test", help="draw n= inputs from the held-out (test) or the training items")
+    device: str = option("auto", help="auto, cpu or cuda[:K]")
+    sampler: dict[str, Any] = option(factory=dict, help="sampler.kind=NAME and sampler.PARAM=VALUE overrides")
+    eval: dict[str, Any] = option(factory=dict, help="eval.data.SIDE.KEY=VALUE and eval.output=final|predicted_end")
+
+    def __attrs_post_init__(self) -> None:
+        check_eval_overrides(self.eval, ("data", "output"))
+        if self.input is not None and self.n is not None:
+            raise ValueError("n= and input= exclude each other: n= draws inputs from the run's data, input= "
+                             "translates yours")
+        if self.key is not None and self.input is None:
+            raise ValueError("key= chooses an array of input=; give input=FILE")
+        if self.input is not None and self.path:
+            raise ValueError("path=true keeps trajectories of n= samples; it does not apply to input=")
+
+
+def check_eval_overrides(given: dict[str, Any], allowed: tuple[str, ...]) -> None:
+    """``eval.*`` items: known keys, and ``eval.output`` one of its values (the rest is checked with the config)."""
+    if unknown := sorted(set(given) - set(allowed)):
+        raise ValueError(f"eval: unknown key(s) {unknown}; this command takes eval.{', eval.'.join(allowed)}")
+    if "output" in given and given["output"] not in ("final", "predicted_end"):
+        raise ValueError(f"eval.output: expected final or predicted_end, got {given['output']!r}")
+
+
+def sampler_overrides(saved: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """The run's ``sampler`` section with `given` applied: another kind starts from that kind's defaults
+    (the run's parameters belong to its own sampler), the same kind keeps the run's other parameters."""
+    if "kind" in given and given["kind"] != saved.get("kind"):
+        return dict(given)
+    return {**saved, **given}
+
+
+def run_config(run_dir: Path, sampler: dict[str, Any] | None = None, eval_section: dict[str, Any] | None = None,
+               stand_in: bool = False) -> Any:
+    """A run's config.yaml with command overrides (``sampler.*``, ``eval.*``); with `stand_in`, the data
+    sections replaced by zeros of the shape the run recorded (`record_data`) when it recorded one."""
+    plugins = get_plugins()
+    raw = read_yaml_file(run_dir / "config.yaml")
+    if sampler:
+        raw["sampler"] = sampler_overrides(raw.get("sampler") or {}, sampler)
+    if eval_section:
+        raw["eval"] = merge(raw.get("eval") or {}, eval_section)
+    record = run_dir / DATA_RECORD
+    if stand_in and record.is_file():
+        recorded = json.loads(record.read_text())
+        raw["data"] = {side: {"source": "shape_only", "dims": recorded["shape"], "value_range": recorded["value_range"],
+                              "paired": side == "pairs"}
+                       for side, spec in (raw.get("data") or {}).items() if spec}
+    return structure_config(raw, plugins.registry)
+
+
+def record_data(trainer: Any) -> None:
+    """Write the run's data shape and value range beside config.yaml (``sbcore sample input=`` reads it)."""
+    shape = getattr(trainer, "shape", None)
+    if shape is None:
+        return
+    sources = [s for s in (*(getattr(trainer, "sources", None) or {}).values(), getattr(trainer, "pairs", None),
+                           getattr(trainer, "clean", None)) if s is not None]
+    value_range = next((list(s.value_range) for s in sources if getattr(s, "value_range", None)), None)
+    text = json.dumps({"shape": list(shape), "value_range": value_range}) + "\n"
+    atomic_write(trainer.run.dir / DATA_RECORD, lambda tmp: Path(tmp).write_text(text))
+
+
+def load_trainer(run_dir: Path, device: str = "auto", sampler: dict[str, Any] | None = None,
+                 eval_section: dict[str, Any] | None = None, stand_in: bool = False):
+    """Rebuild a run's trainer from its config.yaml (with command overrides, `run_config`) and load the
+    latest checkpoint's EMA weights.
 
     A config.yaml with ``pipe:`` URLs (shell commands) stops here unless ``SBCORE_ALLOW_PIPE=1``."""
     check_run_pipes(run_dir)
     plugins = get_plugins()
-    config = structure_config(read_yaml_file(run_dir / "config.yaml"), plugins.registry)
+    config = run_config(run_dir, sampler, eval_section, stand_in)
     found = ckpt.list_checkpoints(run_dir / "checkpoints")
     if not found:
         raise RunFolderError(f"{run_dir / 'checkpoints'}: no checkpoint; the run has not saved one yet")
@@ -115,17 +203,6 @@ def read_inputs(path: Path, shape: tuple[int, ...], key: str | None = None) -> t
     return read_input_array(path, shape, key), None
 
 
-def _parse(name: str, value: str, kind: type) -> Any:
-    if kind is bool:
-        if value not in ("true", "false"):
-            raise UserError(f"{name}={value}: expected true or false")
-        return value == "true"
-    try:
-        return kind(value)
-    except ValueError:
-        raise UserError(f"{name}={value}: expected {kind.__name__}") from None
-
-
 def before_after(out: Path, inputs: Tensor, outputs: Tensor) -> Path | None:
     """The before/after picture beside `out`: image grids or a 2-D scatter (None for other data)."""
     picture = out.with_name(f"{out.stem}_grid.png")
@@ -139,51 +216,55 @@ def before_after(out: Path, inputs: Tensor, outputs: Tensor) -> Path | None:
     return None
 
 
+def split_known(items: list[str], schema: type) -> tuple[list[str], list[str]]:
+    """(items naming an option of `schema`, the others: a plugin's options, or mistakes)."""
+    names = {f.name for f in attrs.fields(schema)}
+    known = [i for i in items if "=" not in i or i.split("=", 1)[0].partition(".")[0].strip() in names]
+    return known, [i for i in items if i not in known]
+
+
 def sample_command(items: list[str]) -> int:
-    """Run ``sbcore sample`` on its ``key=value`` items (see `USAGE`)."""
-    opts = dict(item.split("=", 1) for item in items if "=" in item)
-    stray = [item for item in items if "=" not in item]
-    if stray or "run" not in opts:
-        raise UserError(f"usage: {USAGE}" + (f"; not understood: {stray}" if stray else ""))
-    run_dir = Path(opts["run"])
-    if not run_dir.is_dir():
-        raise UserError(f"run={run_dir}: run folder not found")
-    trainer, _ = load_trainer(run_dir, opts.get("device", "auto"))
+    """Run ``sbcore sample`` on its ``key=value`` items (`SampleOptions`, checked before anything is read)."""
+    known, rest = split_known(items, SampleOptions)
+    opts = parse_options(COMMAND, SampleOptions, known)
+    trainer, _ = load_trainer(opts.run, opts.device, opts.sampler, opts.eval, stand_in=opts.input is not None)
     extra: dict[str, tuple[type, str]] = {}
     for found in trainer.run.plugins.hook.sbcore_sample_options(run=trainer.run):
         extra.update(found or {})
-    if unknown := sorted(set(opts) - set(OPTIONS) - set(extra)):
-        valid = ", ".join([*OPTIONS, *(f"{k} ({t.__name__}: {h})" for k, (t, h) in extra.items())])
-        raise UserError(f"sbcore sample: unknown option(s) {', '.join(unknown)}; valid: {valid}")
-    options = {k: _parse(k, opts[k], extra[k][0]) for k in extra if k in opts}
+    if rest:
+        opts = parse_options(COMMAND, with_extra(SampleOptions, extra), items)
+    options = {k: getattr(opts, k) for k in extra if getattr(opts, k, None) is not None}
     # a run that trained one direction (I2SB restores x1 -> x0) samples it by default
-    direction = opts.get("direction", trainer.directions[0] if len(trainer.directions) == 1 else "forward")
+    direction = opts.direction or (trainer.directions[0] if len(trainer.directions) == 1 else "forward")
     if direction not in trainer.directions:
         raise UserError(f"direction={direction}: this run trained {', '.join(trainer.directions)}")
     start, end = ENDS[direction]
-    steps = _parse("steps", opts["steps"], int) if "steps" in opts else None
-    seed = _parse("seed", opts.get("seed", "0"), int)
-    torch_seed, data_seed = derive_seeds(seed)
-    names = None
-    if "input" in opts:
-        shape = tuple(trainer.draw(start, 1, torch.Generator().manual_seed(data_seed)).shape[1:])
-        inputs, names = read_inputs(Path(opts["input"]), shape, opts.get("key"))
-        keep_path = False
+    torch_seed, data_seed = derive_seeds(opts.seed)
+    names, split = None, None
+    output = trainer.run.config.eval.output
+    if opts.input is not None:
+        inputs, names = read_inputs(opts.input, tuple(trainer.shape), opts.key)
     else:
-        inputs = trainer.draw(start, _parse("n", opts.get("n", "1000"), int), torch.Generator().manual_seed(data_seed))
-        keep_path = _parse("path", opts.get("path", "false"), bool)
+        n = opts.n or 1000
+        with evaluation_data(trainer, opts.split, every_item=n == "all") as used:
+            inputs = trainer.draw(start, used.total if n == "all" else n, torch.Generator().manual_seed(data_seed))
+        split = used.split
     torch.manual_seed(torch_seed)
-    traj = sample_in_chunks(trainer, direction, inputs, steps=steps, return_path=keep_path, **options)
-    out = Path(opts.get("out", run_dir / f"samples_{direction}.npz"))
+    traj = sample_in_chunks(trainer, direction, inputs, steps=opts.steps, return_path=opts.path, output=output,
+                            **options)
+    out = opts.out or opts.run / f"samples_{direction}.npz"
     arrays = {start: inputs.numpy(), end: traj.x.numpy(), "nfe": np.array(traj.nfe)}
     if traj.path is not None:
         arrays["path"] = traj.path.numpy()
     if names is not None:
         arrays["names"] = np.array(names)
+    if split is not None:
+        arrays["split"] = np.array(split)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, lambda tmp: np.savez(tmp, **arrays))
-    print(f"wrote {out}: {start} {tuple(inputs.shape)} -> {end} {tuple(traj.x.shape)}, nfe {traj.nfe}"
-          + (f", path {tuple(traj.path.shape)}" if traj.path is not None else ""))
-    if "input" in opts and (picture := before_after(out, inputs, traj.x)) is not None:
+    print(f"wrote {out}: {start} {tuple(inputs.shape)}" + (f" ({split} split)" if split else "")
+          + f" -> {end} {tuple(traj.x.shape)}" + (" (predicted ends)" if output == "predicted_end" else "")
+          + f", nfe {traj.nfe}" + (f", path {tuple(traj.path.shape)}" if traj.path is not None else ""))
+    if opts.input is not None and (picture := before_after(out, inputs, traj.x)) is not None:
         print(f"wrote {picture}")
     return 0

@@ -48,16 +48,24 @@ def test_label_selection_counts():
         MNIST(split="test", classes=[11])
 
 
-def test_emnist_letters_default_a_to_e_from_the_offline_test_file():
+def test_emnist_letters_offline_file_is_divided_per_class_into_train_and_test():
+    """The offline file holds 800 of each letter A-L: train is the first 640 of each class, test the last 160."""
     letters = EMNISTLetters()
-    assert letters.split == "test"  # the offline file has no train split
-    assert len(letters) == 4000 and letters.shape == (1, 32, 32)
-    assert torch.bincount(letters.labels).tolist() == [0, 800, 800, 800, 800, 800]
+    assert letters.split == "train"
+    assert len(letters) == 3200 and letters.shape == (1, 32, 32)
+    assert torch.bincount(letters.labels).tolist() == [0, 640, 640, 640, 640, 640]
+    held = EMNISTLetters(split="test")
+    assert torch.bincount(held.labels).tolist() == [0, 160, 160, 160, 160, 160]
+    raw = np.load(data_dir() / "emnist_letters_test10k.npz")
+    a_images = raw["x_test"][raw["y_test"] == 1]  # file order: the first 640 train, the last 160 test
+    train_a = EMNISTLetters(classes="A", size=28, split="train").data[:, 0]
+    test_a = EMNISTLetters(classes="A", size=28, split="test").data[:, 0]
+    assert np.array_equal(train_a.numpy(), a_images[:640]) and np.array_equal(test_a.numpy(), a_images[640:])
     some = EMNISTLetters(classes="A-C,K")
-    assert set(some.labels.tolist()) == {1, 2, 3, 11} and len(some) == 3200
+    assert set(some.labels.tolist()) == {1, 2, 3, 11} and len(some) == 2560
     assert EMNISTLetters(classes=[12, 13]).labels.unique().tolist() == [12, 13]
-    with pytest.raises(ValueError, match="test split only"):
-        EMNISTLetters(split="train")
+    with pytest.raises(ValueError, match="split: expected train or test"):
+        EMNISTLetters(split="val")
 
 
 def test_parse_letters():

@@ -96,7 +96,8 @@ def test_registered_metrics_and_spec_validation(plugins):
     with pytest.raises(ConfigError) as err:
         build_metrics(["w3", {"kind": "mmd", "scales": "wide"}], plugins.registry)
     text = str(err.value)
-    assert "unknown metric 'w3'; available: cbw2_uvp, cov_rel_error, domain_accuracy, energy" in text
+    assert "unknown metric 'w3'; available: cbw2_uvp, classifier_accuracy, cov_rel_error, domain_accuracy, energy" \
+        in text
     with pytest.raises(ConfigError, match="listed twice"):
         build_metrics(["w2", {"kind": "w2", "max_samples": 10}], plugins.registry)
     assert "metric 'mmd'" in text and "scales" in text

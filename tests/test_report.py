@@ -72,12 +72,14 @@ def image_run(tiny_gaussian, plugins) -> Path:
 def test_eval_writes_reproducible_numbers_with_their_setting(gaussian_run, plugins, capsys):
     assert cli(plugins, "eval", f"run={gaussian_run}", "n=300", "metrics=w2,msd", "seed=5", "steps=4") == 0
     record = json.loads((gaussian_run / "eval.json").read_text())
-    assert record["step"] == 20 and record["weights"] == "ema" and record["n"] == 300 and record["seed"] == 5
+    assert record["step"] == 20 and record["weights"] == "ema" and record["seed"] == 5
+    assert record["n"] == {"forward": 300, "backward": 300} and record["split"] == "test"
     assert record["sampler"] == {"kind": "euler_maruyama", "steps": 4}
     assert record["nfe"] == {"forward": 4, "backward": 4}
     assert record["world_size"] == 1 and record["global_batch"] == 32
     assert set(record["metrics"]) == {"forward/w2", "forward/msd", "backward/w2", "backward/msd"}
-    assert "forward/w2" in capsys.readouterr().out
+    table = capsys.readouterr().out.splitlines()  # one row per metric, one column per direction
+    assert table[2].split() == ["metric", "forward", "backward"] and table[3].split()[0] == "w2"
     first = record["metrics"]
     cli(plugins, "eval", f"run={gaussian_run}", "n=300", "metrics=w2,msd", "seed=5", "steps=4")
     assert json.loads((gaussian_run / "eval.json").read_text())["metrics"] == first
@@ -135,7 +137,7 @@ def test_report_of_an_image_run(image_run, plugins):
 def test_report_and_eval_refuse_a_folder_that_is_not_a_run(tmp_path, plugins):
     with pytest.raises(FileNotFoundError, match="not a run folder"):
         write_report(tmp_path)
-    with pytest.raises(Exception, match="run folder not found"):
+    with pytest.raises(Exception, match="folder not found"):
         cli(plugins, "eval", f"run={tmp_path / 'missing'}")
 
 

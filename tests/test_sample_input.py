@@ -105,7 +105,7 @@ def test_plugin_sample_options_are_parsed_passed_and_unknown_ones_rejected(
     given = [f"run={mnist_shaped_run}", f"input={tmp_path / 'in.npy'}", f"out={tmp_path / 'o.npz'}"]
     assert main(["sample", *given, "resolution=64"]) == 2
     err = capsys.readouterr().err
-    assert "sbcore sample: unknown option(s) resolution; valid: run, direction, steps" in err
+    assert "unknown option 'resolution' (did you mean 'direction'?) @ sbcore sample" in err
     seen: list[int] = []
     original = BridgeMatching.sample
 
@@ -122,9 +122,8 @@ def test_plugin_sample_options_are_parsed_passed_and_unknown_ones_rejected(
         assert seen == [56] and np.load(tmp_path / "o.npz")["x1"].shape == (2, 1, 56, 56)
         assert Image.open(tmp_path / "o_grid.png").size == (2 + 2 * 58, 2 + 2 * 58)  # inputs shown at 56x56
         assert main(["sample", *given, "resolution=big"]) == 2
-        assert "resolution=big: expected int" in capsys.readouterr().err
+        assert "expected an integer or none, got 'big' @ sbcore sample resolution" in capsys.readouterr().err
         assert main(["sample", *given, "resolutoin=64"]) == 2
-        assert "valid: run, direction, steps, out, device, n, path, seed, input, key, resolution (int: output " \
-               "grid size)" in capsys.readouterr().err
+        assert "unknown option 'resolutoin' (did you mean 'resolution'?) @ sbcore sample" in capsys.readouterr().err
     finally:
         plugins.pm.unregister(name="resolution")

@@ -63,6 +63,8 @@ class ArraysSource(MemorySource):
     expect_shape: the per-sample shape the data must have (checked; null accepts any).
     value_range: the [low, high] the values must lie in (checked; null states the observed range).
     side: which side this file holds (x0, x1, or null); for information and for `key` defaults.
+    test_path: the file of the held-out items, read the same way when ``split: test``.
+    split: train (null) reads `path`, test reads `test_path`.
     """
 
     def __init__(
@@ -73,10 +75,16 @@ class ArraysSource(MemorySource):
         expect_shape: tuple[int, ...] | None = None,
         value_range: tuple[float, float] | None = None,
         side: str | None = None,
+        test_path: str | None = None,
+        split: str | None = None,
     ) -> None:
         if not path:
             raise ValueError("path: give the data file (.npz, .npy, .pt, .safetensors)")
-        file = Path(path).expanduser()
+        if split not in (None, "train", "test"):
+            raise ValueError(f"split: expected train or test, got {split!r}")
+        if split == "test" and not test_path:
+            raise ValueError(f"split: {path} has no test split (give test_path: FILE)")
+        file = Path(test_path if split == "test" else path).expanduser()
         arrays = read_arrays(file)
         if not arrays:
             raise ValueError(f"{file}: holds no arrays (empty file)")

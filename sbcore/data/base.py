@@ -8,6 +8,7 @@ A `PairedSource` yields row-aligned (x0, x1) batches for paired tasks.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -17,6 +18,9 @@ class Source(ABC):
     """A distribution to draw samples from, of fixed per-sample `shape`."""
 
     shape: tuple[int, ...]
+    #: a distribution sampled afresh on every draw (Gaussians, toy sets): any new draw is held out, so
+    #: evaluation needs no test split of it.
+    fresh_draws: ClassVar[bool] = False
 
     @abstractmethod
     def sample(self, n: int, generator: torch.Generator) -> Tensor:

@@ -37,6 +37,8 @@ class GaussianSource(Source):
     std: otherwise the covariance is std² I.
     """
 
+    fresh_draws = True
+
     def __init__(
         self,
         dim: int = 2,

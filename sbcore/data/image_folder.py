@@ -61,6 +61,25 @@ def fit(pixels: Tensor, size: int, resize: str) -> Tensor:
     return F.center_crop(pixels, [size, size])  # crops what is larger, zero-pads what is smaller
 
 
+TEST_FOLDERS = ("test", "val")
+
+
+def split_folder(root: Path, split: str | None) -> Path:
+    """The folder of `split`: `root` itself for train; for test, ``root/test`` or ``root/val``, or the
+    sibling ``test``/``val`` of a ``root`` named ``train`` (AFHQ's ``afhq/train`` -> ``afhq/val``)."""
+    if split in (None, "train"):
+        return root
+    if split != "test":
+        raise ValueError(f"split: expected train or test, got {split!r}")
+    candidates = [root / name for name in TEST_FOLDERS]
+    if root.name == "train":
+        candidates += [root.parent / name for name in TEST_FOLDERS]
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate
+    raise ValueError(f"split: {root} has no test split (looked for {', '.join(map(str, candidates))})")
+
+
 class ImageFolderSource(MemorySource):
     """Images of one folder tree at `size` x `size`, values mapped from 0..255 to `value_range`.
 
@@ -68,6 +87,7 @@ class ImageFolderSource(MemorySource):
     "pad" scales the longer side to `size` then pads with black (nothing cut); "stretch" resizes to
     size x size; "none" only center-crops (or pads) to `size`. channels: 3 (RGB) or 1 (grayscale).
     hflip: mirror each drawn image with probability 1/2. limit: keep the first N files.
+    split: null or train reads `root`; test reads the held-out folder beside it (`split_folder`).
     """
 
     def __init__(
@@ -81,6 +101,7 @@ class ImageFolderSource(MemorySource):
         value_range: tuple[float, float] = (-1.0, 1.0),
         limit: int | None = None,
         side: str | None = None,
+        split: str | None = None,
     ) -> None:
         if not root:
             raise ValueError("root: give the image folder")
@@ -90,7 +111,7 @@ class ImageFolderSource(MemorySource):
             raise ValueError(f"channels: expected 1 (grayscale) or 3 (RGB), got {channels}")
         if size < 1:
             raise ValueError(f"size: expected a positive number of pixels, got {size}")
-        folder = Path(root).expanduser()
+        folder = split_folder(Path(root).expanduser(), split)
         files, labels, names = list_images(folder, classes)
         if limit is not None:
             files, labels = files[:limit], labels[:limit]

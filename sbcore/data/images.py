@@ -123,6 +123,21 @@ def parse_letters(classes: str | list[int]) -> list[int]:
     return sorted(set(labels))
 
 
+#: fraction of each class held out as the test split when a file holds one split only.
+HELD_OUT_FRACTION = 0.2
+
+
+def held_out(labels: np.ndarray, split: str) -> np.ndarray:
+    """Per class, the last HELD_OUT_FRACTION of its items (in file order) are ``test``, the rest ``train``:
+    the split of a file that ships one split (offline EMNIST letters); the digits CNN is tested on it."""
+    keep = np.zeros(len(labels), dtype=bool)
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        cut = len(idx) - round(HELD_OUT_FRACTION * len(idx))
+        keep[idx[cut:] if split == "test" else idx[:cut]] = True
+    return keep
+
+
 class _NpzImages(MemorySource):
     """Shared loader: split, label selection, optional subset, padding and scaling."""
 
@@ -137,12 +152,16 @@ class _NpzImages(MemorySource):
         path = dataset_file(self.dataset, download)
         with np.load(path) as archive:
             available = sorted(k[2:] for k in archive.files if k.startswith("x_"))
-        split = split or ("train" if "train" in available else available[0])
-        if split not in available:
-            hint = " (the offline EMNIST file holds the test split only; use split: test, or download: true)" \
-                if self.dataset == "emnist_letters" else ""
-            raise ValueError(f"split: {path} has the splits {available}, not {split!r}{hint}")
-        images, labels = load_array(path, f"x_{split}"), load_array(path, f"y_{split}")
+        split = split or "train"
+        if split not in ("train", "test"):
+            raise ValueError(f"split: expected train or test, got {split!r}")
+        if len(available) > 1:
+            images, labels = load_array(path, f"x_{split}"), load_array(path, f"y_{split}")
+        else:  # a file with one split (the offline EMNIST letters): held out per class, as the digits CNN
+            only = available[0]
+            images, labels = load_array(path, f"x_{only}"), load_array(path, f"y_{only}")
+            keep = held_out(labels, split)
+            images, labels = images[keep], labels[keep]
         if classes is not None:
             present = sorted(set(np.unique(labels).tolist()))
             if missing := sorted(set(classes) - set(present)):
@@ -193,8 +212,9 @@ class EMNISTLetters(_NpzImages):
     """EMNIST letters (Cohen et al. 2017, arXiv 1702.05373), upper and lower case merged (A=1 ... Z=26).
 
     classes: "A-E" by default, the subset the DSBM EMNIST <-> MNIST task uses (Shi et al. 2023); any
-    letters ("A-C,K") or label numbers. split: null picks train when the file has it, else test (the
-    offline ``emnist_letters_test10k.npz`` holds the first 10,000 test images: A-L and half of M).
+    letters ("A-C,K") or label numbers. split: train (null) or test. The offline
+    ``emnist_letters_test10k.npz`` holds the first 10,000 test images (A-L and half of M) and no train
+    split, so it is divided per class: ``test`` the last 20% of each class, ``train`` the rest (`held_out`).
     """
 
     dataset = "emnist_letters"

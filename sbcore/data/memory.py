@@ -140,8 +140,33 @@ class MemorySource(Source, PairedSource):
         x = self.decode(self.data.index_select(0, idx))
         return hflip_rows(x, generator) if self.hflip else x
 
+    def labels_of_draw(self, n: int, generator: torch.Generator) -> Tensor | None:
+        """The labels of the rows `sample(n, generator)` (or `sample_pairs`) draws with an equally seeded
+        generator: both draw their row indices first."""
+        if self.labels is None:
+            return None
+        return self.labels[torch.randint(len(self), (n,), generator=generator)]
+
+    def rows(self, start: int, stop: int) -> tuple[Tensor, Tensor | None]:
+        """Items start..stop in storage order, unflipped, with their x1 partners for paired data: what
+        evaluation over a whole split (``n=all``) reads."""
+        x = self.decode(self.data[start:stop])
+        return x, None if self.pair is None else self.decode(self.pair[start:stop])
+
     def sample_pairs(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         if self.pair is None:
             raise ValueError(f"{self.name}: this data is unpaired; use it as data.x0 or data.x1")
         idx = torch.randint(len(self), (n,), generator=generator)
         return self.decode(self.data.index_select(0, idx)), self.decode(self.pair.index_select(0, idx))
+
+
+class ShapeOnly(MemorySource):
+    """One row of zeros of a recorded per-sample shape `dims` (paired: x0 and x1): the data of a run rebuilt
+    to translate the user's inputs (``sbcore sample input=``), which needs the data's shape and range only."""
+
+    def __init__(self, dims: list[int], value_range: tuple[float, float] | None = None, paired: bool = False,
+                 ) -> None:
+        zeros = torch.zeros(1, *dims)
+        super().__init__(zeros, name=f"shape_only{list(dims)}", pair=zeros.clone() if paired else None)
+        if value_range is not None:
+            self.value_range = (float(value_range[0]), float(value_range[1]))

@@ -374,6 +374,8 @@ class Toy2D(Source):
     generator passed to `sample`.
     """
 
+    fresh_draws = True
+
     def __init__(self, name: str = "moons", scale: float = 1.0) -> None:
         self._draw = _resolve(name)
         if not scale > 0:

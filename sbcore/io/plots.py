@@ -268,7 +268,7 @@ def run_curves(records: list[dict[str, Any]], folder: Path) -> list[tuple[Path, 
     train = _numeric_keys(records, list(TRAIN_KEYS))
     if train:
         drawn.append((curves(Path(folder) / CURVE_FILES[0], records, train), "training curves"))
-    eval_keys = sorted({k for r in records for k in r if k.startswith("eval/") and not k.endswith("/nfe")})
+    eval_keys = sorted({k for r in records for k in r if k.startswith("eval/") and not k.endswith(("/nfe", "/n"))})
     eval_keys = _numeric_keys(records, eval_keys)[:MAX_EVAL_CURVES]
     if eval_keys:
         drawn.append((curves(Path(folder) / CURVE_FILES[1], records, eval_keys), "evaluation metrics during training"))

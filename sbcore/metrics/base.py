@@ -41,6 +41,8 @@ class Metric(ABC):
     reference: ClassVar[Reference] = "target"
     #: True for metrics defined only on images (B, C, H, W).
     images_only: ClassVar[bool] = False
+    #: True for metrics that need the class of each input (`Translation.labels`).
+    needs_labels: ClassVar[bool] = False
 
     def bind(self, run: Run) -> None:  # noqa: B027 - most metrics need nothing from the run
         """Read what the metric needs from the run (config, registry) before it scores an evaluation."""

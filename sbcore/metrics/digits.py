@@ -29,9 +29,10 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from sbcore.data.images import data_dir
+from sbcore.data.images import data_dir, held_out
 from sbcore.metrics.base import Metric
 from sbcore.metrics.gaussian import bw2, fit_gaussian
+from sbcore.metrics.inception import FID
 
 WEIGHTS = Path(__file__).with_name("digits_cnn.safetensors")
 #: SHA-256 of the shipped weights file; `load_digits_cnn` refuses any other file.
@@ -43,8 +44,6 @@ NUM_CLASSES = sum(DOMAIN_CLASSES)
 #: first class index of each domain.
 OFFSETS = dict(zip(DOMAINS, np.cumsum((0, *DOMAIN_CLASSES[:-1])).tolist(), strict=True))
 FILES = {"digits": "mnist.npz", "letters": "emnist_letters_test10k.npz", "fashion": "fashion_mnist.npz"}
-#: fraction of each EMNIST letter class held out for testing (the file has no train split).
-LETTERS_TEST_FRACTION = 0.2
 FEATURE_DIM = 128
 
 
@@ -155,13 +154,11 @@ def feature_distance(generated: Tensor, target: Tensor, value_range: tuple[float
     return float(bw2(*fit_gaussian(a), *fit_gaussian(b)))
 
 
-class FeatureDistance(Metric):
-    """Fréchet distance in the digits CNN's feature space to the target data (not Inception FID)."""
+class FeatureDistance(FID):
+    """Fréchet distance in the digits CNN's feature space to the target data or to reference statistics
+    (`sbcore.metrics.inception.FID` with ``extractor: digits``; not Inception FID)."""
 
-    images_only = True
-
-    def __call__(self, generated: Tensor, reference: Tensor, generator: torch.Generator) -> float:
-        return feature_distance(generated, reference)
+    default_extractor = "digits"
 
 
 class DomainAccuracy(Metric):
@@ -176,16 +173,6 @@ class DomainAccuracy(Metric):
 # ---- the offline data the CNN is trained and tested on -----------------------------------------
 
 
-def _letters_split(labels: np.ndarray, split: str) -> np.ndarray:
-    """Per letter class, the last LETTERS_TEST_FRACTION of its images (in file order) are the test split."""
-    keep = np.zeros(len(labels), dtype=bool)
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        cut = len(idx) - round(LETTERS_TEST_FRACTION * len(idx))
-        keep[idx[cut:] if split == "test" else idx[:cut]] = True
-    return keep
-
-
 def load_domain(domain: str, split: str, root: Path | None = None) -> tuple[Tensor, Tensor]:
     """(images (N, 1, 28, 28) float in [-1, 1], global class labels (N,)) of one domain's split."""
     if split not in ("train", "test"):
@@ -197,7 +184,7 @@ def load_domain(domain: str, split: str, root: Path | None = None) -> tuple[Tens
     archive = np.load(path)
     if domain == "letters":
         x, y = archive["x_test"], archive["y_test"].astype(np.int64) - 1
-        keep = _letters_split(y, split)
+        keep = held_out(y, split)  # the letters source's own train/test division
         x, y = x[keep], y[keep]
     else:
         x, y = archive[f"x_{split}"], archive[f"y_{split}"].astype(np.int64)

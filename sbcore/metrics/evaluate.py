@@ -11,7 +11,7 @@ import math
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -20,6 +20,7 @@ from sbcore import __version__
 from sbcore.config import ConfigError, error_lines, load_yaml, make_converter, schema_for
 from sbcore.io.plots import atomic_write
 from sbcore.metrics.base import Metric, MetricUnavailable
+from sbcore.metrics.eval_data import Split
 from sbcore.metrics.gaussian_plan import gaussian_defaults
 from sbcore.metrics.translation import CHUNK, Translation, metric_generator, translate
 from sbcore.registry import Registry
@@ -119,6 +120,8 @@ def evaluate_samples(
                 skipped[key] = "needs images (B, C, H, W)"
             elif reference is None:
                 skipped[key] = "needs paired data"
+            elif metric.needs_labels and tr.labels is None:
+                skipped[key] = "needs labelled data (the source has no labels)"
             else:
                 if isinstance(reference, Tensor):
                     reference = reference.detach().float().cpu()
@@ -136,16 +139,21 @@ def _json_safe(values: dict[str, float]) -> dict[str, float | str]:
 
 
 def evaluate_run(
-    run_dir: Path, n: int = 2000, metrics: list[Any] | None = None, seed: int = 0, steps: int | None = None,
-    chunk: int = CHUNK, device: str = "auto",
+    run_dir: Path, n: int | Literal["all"] = 2000, metrics: list[Any] | None = None, seed: int = 0,
+    steps: int | None = None, chunk: int = CHUNK, device: str = "auto", split: Split = "test",
+    sampler: dict[str, Any] | None = None, eval_section: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Sample every direction of a run with its EMA weights, compute metrics, write ``eval.json``."""
+    """Sample every direction of a run with its EMA weights on its evaluation data of `split`, compute
+    metrics, write ``eval.json``. `sampler` and `eval_section` override the run's sections
+    (`sbcore.sample.run_config`)."""
     from sbcore.sample import load_trainer
 
     started = time.perf_counter()
-    trainer, meta = load_trainer(run_dir, device)
+    trainer, meta = load_trainer(run_dir, device, sampler, eval_section)
     config = trainer.run.config
-    translations = translate(trainer, n, seed, steps=steps, chunk=chunk)
+    drawn: dict[str, Any] = {}
+    translations = translate(trainer, n, seed, steps=steps, chunk=chunk, split=split, output=config.eval.output,
+                             drawn=drawn)
     shape = tuple(next(iter(translations.values())).inputs.shape[1:])
     paired = any(tr.partner is not None for tr in translations.values())
     specs = metrics or configured_metrics(config) or default_metrics(shape, paired) + gaussian_defaults(trainer.run)
@@ -154,12 +162,14 @@ def evaluate_run(
     nfe = {direction: tr.nfe for direction, tr in translations.items()}
     plan_file = run_dir / "distributed.json"  # the launcher's record of world size and global batch
     plan = json.loads(plan_file.read_text()) if plan_file.is_file() else {}
-    sampler = {"kind": config.sampler.kind, **config.sampler.params}
+    used_sampler = {"kind": config.sampler.kind, **config.sampler.params}
     if steps is not None:
-        sampler["steps"] = steps
+        used_sampler["steps"] = steps
     record = {
         "run": str(run_dir), "checkpoint": f"step {meta.get('step')}", "step": meta.get("step"), "weights": "ema",
-        "n": n, "seed": seed, "sampler": sampler, "nfe": nfe, "world_size": plan.get("world_size", 1),
+        "split": drawn["split"], "n": {direction: len(tr.inputs) for direction, tr in translations.items()},
+        "data": drawn["sources"], "seed": seed, "sampler": used_sampler, "output": config.eval.output,
+        "nfe": nfe, "world_size": plan.get("world_size", 1),
         "global_batch": plan.get("global_batch", config.train.batch_size),
         "metrics": _json_safe(values), "skipped": skipped,
         "metric_specs": [s if isinstance(s, (str, dict)) else {"kind": s.kind, **s.params} for s in specs],
@@ -167,3 +177,39 @@ def evaluate_run(
     }
     atomic_write(run_dir / "eval.json", lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2) + "\n"))
     return record
+
+
+def _shown(value: Any) -> str:
+    return f"{value:.5g}" if isinstance(value, float) else str(value)
+
+
+def summary_table(record: dict[str, Any]) -> list[str]:
+    """`evaluate_run`'s record as a few lines: what was evaluated, then one row per metric and one
+    column per direction (``direction/name`` keys; others, such as plan scores, in a column of their own)."""
+    sampler = dict(record["sampler"])
+    kind = sampler.pop("kind")
+    lines = [f"{record['run']} at step {record['step']} (EMA weights), {record['split']} split, seed {record['seed']}",
+             f"  n: {', '.join(f'{d} {k}' for d, k in record['n'].items())}; sampler {kind} "
+             f"{' '.join(f'{k}={v}' for k, v in sampler.items())}; NFE "
+             f"{', '.join(f'{d} {k}' for d, k in record['nfe'].items())}"
+             + ("" if record.get("output", "final") == "final" else f"; output {record['output']}")]
+    directions = list(record["n"])
+    rows: dict[str, dict[str, Any]] = {}
+    for key, value in record["metrics"].items():
+        head, _, name = key.partition("/")
+        column = head if head in directions and name else "-"
+        rows.setdefault(name if column != "-" else key, {})[column] = value
+    for key, why in record["skipped"].items():
+        head, _, name = key.partition("/")
+        rows.setdefault(name or key, {})[head if head in directions else "-"] = f"skipped: {why}"
+    columns = directions + (["-"] if any("-" in r for r in rows.values()) else [])
+    width = max([len(r) for r in rows] + [6])
+    cells = {name: [_shown(r[c]) if c in r else "" for c in columns] for name, r in rows.items()}
+    widths = [max([len(c if c != "-" else "")] + [len(v[i]) for v in cells.values() if not v[i].startswith("skipped")]
+                  + [10]) for i, c in enumerate(columns)]
+    lines.append("  " + "metric".ljust(width) + "  " + "  ".join(
+        (c if c != "-" else "").rjust(w) for c, w in zip(columns, widths, strict=True)))
+    for name, values in cells.items():
+        lines.append("  " + name.ljust(width) + "  " + "  ".join(
+            v.rjust(w) if not v.startswith("skipped") else v for v, w in zip(values, widths, strict=True)).rstrip())
+    return lines

@@ -112,7 +112,8 @@ class PlanScore(Metric):
     def bind(self, run: Run) -> None:
         self.sb = gaussian_sb(run)
         if self.sb is None:
-            raise MetricUnavailable("needs gaussian sources as data.x0 and data.x1 and a brownian process with sigma > 0")
+            raise MetricUnavailable("needs gaussian sources as data.x0 and data.x1 and a brownian process "
+                                    "with sigma > 0")
 
     def __call__(self, generated: Tensor, reference: Translation, generator: torch.Generator) -> dict[str, float]:
         if self.sb is None:

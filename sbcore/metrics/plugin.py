@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from sbcore.errors import RunFolderError, UserError
+import attrs
+
 from sbcore.hookspecs import hookimpl
-from sbcore.metrics import digits, image, inception, vector
-from sbcore.metrics.gaussian_plan import PLAN_METRICS, format_plan_metrics, gaussian_defaults
+from sbcore.metrics import classifier, digits, image, inception, vector
+from sbcore.metrics.eval_data import Split
 from sbcore.metrics.evaluate import (
     build_metrics,
     configured_metrics,
@@ -18,9 +19,13 @@ from sbcore.metrics.evaluate import (
     evaluate_samples,
     paired_defaults,
     parse_metric_list,
+    summary_table,
 )
+from sbcore.metrics.gaussian_plan import PLAN_METRICS, format_plan_metrics, gaussian_defaults
 from sbcore.metrics.translation import Evaluation, metric_generator
+from sbcore.options import existing_dir, help_text, option, parse_options, positive, suffix, usage
 from sbcore.registry import Registry
+from sbcore.sample import check_eval_overrides
 
 METRICS = {
     "w2": vector.W2,
@@ -35,10 +40,59 @@ METRICS = {
     "domain_accuracy": digits.DomainAccuracy,
     "fid": inception.FID,
     "kid": inception.KID,
+    "classifier_accuracy": classifier.ClassifierAccuracy,
     **PLAN_METRICS,
 }
-EVAL_USAGE = "sbcore eval run=DIR [n=2000] [metrics=w2,mmd] [seed=0] [steps=K] [device=auto]"
-REPORT_USAGE = "sbcore report run=DIR [out=DIR/report]"
+
+
+@attrs.frozen(kw_only=True)
+class EvalOptions:
+    """``sbcore eval``'s options."""
+
+    run: Path = option(help="the run folder", validator=existing_dir)
+    n: int | Literal["all"] = option(2000, help="inputs per direction, or all items of the split",
+                                     validator=positive)
+    split: Split = option("test", help="evaluate on the held-out (test) or the training items")
+    metrics: str | None = option(None, help="names separated by commas, or a YAML list (default: the run's "
+                                            "eval.metrics, else by data shape)")
+    seed: int = option(0, help="seed of the inputs drawn, the sampler's noise and the metrics' subsets")
+    steps: int | None = option(None, help="sampler steps (the run's by default)", validator=positive)
+    device: str = option("auto", help="auto, cpu or cuda[:K]")
+    sampler: dict[str, Any] = option(factory=dict, help="sampler.kind=NAME and sampler.PARAM=VALUE overrides")
+    eval: dict[str, Any] = option(factory=dict, help="eval.data.SIDE.KEY=VALUE and eval.output=final|predicted_end")
+
+    def __attrs_post_init__(self) -> None:
+        check_eval_overrides(self.eval, ("data", "output"))
+        if self.metrics is not None:
+            parse_metric_list(self.metrics)
+
+
+@attrs.frozen(kw_only=True)
+class ReportOptions:
+    """``sbcore report``'s options."""
+
+    run: Path = option(help="the run folder", validator=existing_dir)
+    out: Path | None = option(None, help="the folder to write (default RUN/report)")
+
+
+@attrs.frozen(kw_only=True)
+class StatsOptions:
+    """``sbcore stats``'s options (the first item without ``=`` is the source)."""
+
+    source: str = option(help="a dataset name (as `sbcore plugins` lists them), an image folder or an array file")
+    out: Path = option(help="the statistics file to write", validator=suffix(".npz"))
+    extractor: str | None = option(None, help="digits, inception or flatten (default: digits for 28/32 px "
+                                              "images, inception for other images, flatten for vectors)")
+    split: Split = option("test", help="the split of a named dataset (a folder or file is its own split)")
+    n: int | Literal["all"] = option("all", help="every item, or N drawn with seed", validator=positive)
+    seed: int = option(0, help="seed of the N items drawn")
+    weights: str | None = option(None, help="the Inception weights file")
+    batch_size: int = option(500, help="images per feature batch", validator=positive)
+    data: dict[str, Any] = option(factory=dict, help="data.KEY=VALUE parameters of the source (size, classes ...)")
+
+
+EVAL_USAGE = usage("sbcore eval", EvalOptions)
+REPORT_USAGE = usage("sbcore report", ReportOptions)
 
 
 @hookimpl
@@ -75,49 +129,45 @@ def sbcore_evaluate(run: Any, evaluation: Evaluation) -> dict[str, float] | None
     return values
 
 
-def _options(args: argparse.Namespace, allowed: set[str], usage: str) -> dict[str, str]:
-    opts = dict(item.split("=", 1) for item in args.items if "=" in item)
-    unknown = sorted(set(opts) - allowed) + [item for item in args.items if "=" not in item]
-    if unknown or "run" not in opts:
-        raise UserError(f"usage: {usage}" + (f"; unknown: {unknown}" if unknown else ""))
-    if not Path(opts["run"]).is_dir():
-        raise RunFolderError(f"run={opts['run']}: run folder not found")
-    return opts
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
-    opts = _options(args, {"run", "n", "metrics", "seed", "steps", "device"}, EVAL_USAGE)
+    opts = parse_options("sbcore eval", EvalOptions, args.items)
     record = evaluate_run(
-        Path(opts["run"]), n=int(opts.get("n", 2000)),
-        metrics=parse_metric_list(opts["metrics"]) if "metrics" in opts else None,
-        seed=int(opts.get("seed", 0)), steps=int(opts["steps"]) if "steps" in opts else None,
-        device=opts.get("device", "auto"),
-    )
-    print(f"{record['run']} at step {record['step']} (EMA weights), n={record['n']}, seed={record['seed']}, "
-          f"sampler {record['sampler']}, NFE {record['nfe']}")
-    for key, value in record["metrics"].items():
-        print(f"  {key:32s} {value:.6g}" if isinstance(value, float) else f"  {key:32s} {value}")
-    for key, why in record["skipped"].items():
-        print(f"  {key:32s} skipped: {why}")
-    print(f"wrote {Path(record['run']) / 'eval.json'}")
+        opts.run, n=opts.n, metrics=parse_metric_list(opts.metrics) if opts.metrics else None, seed=opts.seed,
+        steps=opts.steps, device=opts.device, split=opts.split, sampler=opts.sampler, eval_section=opts.eval)
+    print("\n".join(summary_table(record)))
+    print(f"wrote {opts.run / 'eval.json'}")
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from sbcore.report import write_report
 
-    opts = _options(args, {"run", "out"}, REPORT_USAGE)
-    page = write_report(Path(opts["run"]), Path(opts["out"]) if "out" in opts else None)
+    opts = parse_options("sbcore report", ReportOptions, args.items)
+    page = write_report(opts.run, opts.out)
     print(f"wrote {page}")
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from sbcore.metrics.stats import write_stats
+
+    items = [f"source={i}" if "=" not in i and n == 0 else i for n, i in enumerate(args.items)]
+    opts = parse_options("sbcore stats", StatsOptions, items)
+    stats = write_stats(opts)
+    print(f"wrote {opts.out}: {stats.source}, n {stats.n}, extractor {stats.extractor}, "
+          f"{len(stats.mean)} features")
     return 0
 
 
 @hookimpl
 def sbcore_add_commands(subparsers: argparse._SubParsersAction) -> None:
-    for name, handler, usage, text in [
-        ("eval", cmd_eval, EVAL_USAGE, "compute metrics on a run's EMA samples and write eval.json"),
-        ("report", cmd_report, REPORT_USAGE, "write an HTML page (images embedded) and PNGs of a run"),
+    for name, handler, schema, text in [
+        ("eval", cmd_eval, EvalOptions, "compute metrics on a run's EMA samples and write eval.json"),
+        ("report", cmd_report, ReportOptions, "write an HTML page (images embedded) and PNGs of a run"),
+        ("stats", cmd_stats, StatsOptions, "feature mean and covariance of a whole split, the reference of FID"),
     ]:
-        parser = subparsers.add_parser(name, help=f"{text}: {usage}", description=f"{text}. {usage}")
+        command = usage(f"sbcore {name}", schema)
+        parser = subparsers.add_parser(name, help=f"{text}: {command}", description=f"{text}. {command}",
+                                       epilog=help_text(schema), formatter_class=argparse.RawDescriptionHelpFormatter)
         parser.add_argument("items", nargs="*", help="key=value items")
         parser.set_defaults(handler=handler)

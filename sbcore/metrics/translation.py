@@ -11,15 +11,17 @@ Gaussian data) and the pictures.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from sbcore.errors import UserError
 from sbcore.io import plots
 from sbcore.launch import distributed
+from sbcore.metrics.eval_data import Split, evaluation_data
 from sbcore.metrics.gaussian_plan import gaussian_sb, is_diagonal
 from sbcore.process.base import ENDS, Direction
 from sbcore.sampler.base import Trajectory
@@ -32,6 +34,8 @@ if TYPE_CHECKING:
 EVAL_KEY = 2
 #: inputs sampled at once; the same in training and `sbcore eval`, so both draw the same noise.
 CHUNK = 1000
+#: what an evaluation scores: the sampler's last state, or the network's predicted end at the last step.
+Output = Literal["final", "predicted_end"]
 #: trajectories kept for pictures (full paths of every evaluation sample would not fit in memory).
 PICTURE_SAMPLES = 64
 
@@ -45,6 +49,7 @@ class Translation:
     outputs: the Trajectory sampled from `inputs`: x (n, *D); path (T, n, *D) for vector data, else None.
     data: (n, *D) independent draws of the end side (what the outputs should be distributed like).
     partner: (n, *D) the true end-side partner of each input when the data is paired, else None.
+    labels: (n,) the class of each input as its source labels it (for classifier accuracy), else None.
     """
 
     direction: Direction
@@ -52,6 +57,7 @@ class Translation:
     outputs: Trajectory
     data: Tensor
     partner: Tensor | None
+    labels: Tensor | None = None
 
     @property
     def start(self) -> str:
@@ -93,17 +99,21 @@ def metric_generator(seed: int) -> torch.Generator:
 
 def sample_in_chunks(
     trainer: Trainer, direction: Direction, x_start: Tensor, *, steps: int | None = None, chunk: int = CHUNK,
-    return_path: bool = False, progress: bool = True, **options: Any,
+    return_path: bool = False, progress: bool = True, output: Output = "final", **options: Any,
 ) -> Trajectory:
     """`trainer.sample` over `chunk`-sized parts of x_start, on the CPU, with a progress bar when there are
-    several parts; `options` (a plugin's sample options) go to `trainer.sample`."""
+    several parts; `options` (a plugin's sample options) go to `trainer.sample`. `output`: ``final`` keeps
+    the sampler's last state as x, ``predicted_end`` the network's predicted end at the last step."""
     parts = x_start.split(chunk)
     xs, paths, nfe = [], [], 0
+    record = output == "predicted_end"
     with torch.no_grad():
         for part in tqdm(parts, desc=f"sampling {direction}", unit="batch", leave=False,
                          disable=not progress or len(parts) < 2):
-            traj = trainer.sample(direction, part, steps=steps, return_path=return_path, **options)
-            xs.append(traj.x.float().cpu())
+            traj = trainer.sample(direction, part, steps=steps, return_path=return_path, record=record, **options)
+            if record and traj.predictions is None:
+                raise UserError("eval.output=predicted_end: this run's sampler records no predicted ends")
+            xs.append((traj.predictions[-1] if record else traj.x).float().cpu())
             if traj.path is not None:
                 paths.append(traj.path.float().cpu())
             nfe = traj.nfe
@@ -111,34 +121,53 @@ def sample_in_chunks(
 
 
 def translate(
-    trainer: Trainer, n: int, seed: int, *, steps: int | None = None, chunk: int = CHUNK, progress: bool = True,
+    trainer: Trainer, n: int | Literal["all"], seed: int, *, steps: int | None = None, chunk: int = CHUNK,
+    progress: bool = True, split: Split = "test", output: Output = "final", drawn: dict[str, Any] | None = None,
 ) -> dict[str, Translation] | None:
-    """Each trained direction's `Translation` of n inputs (None on ranks other than 0 under DDP).
+    """Each trained direction's `Translation` of n inputs (None on ranks other than 0 under DDP), drawn
+    from the evaluation data of `split` (`sbcore.metrics.eval_data`); ``n="all"``: every item, in order.
 
     Inputs, partners and data come from generators seeded by (seed, rank), the sampler's noise from the
     global RNG reseeded per direction, so one seed gives one result. The partner is the end side of the
-    same draw as the inputs: `trainer.draw` of paired data returns the two sides of one draw of pairs.
-    Vector data keeps every sample's path (path metrics, 2-D pictures)."""
+    same draw as the inputs: `trainer.draw` of paired data returns the two sides of one draw of pairs
+    (and a corruption operator degrades the clean items with the same fixed-seed generator).
+    Vector data keeps every sample's path (path metrics, 2-D pictures). `drawn`, when given, receives
+    ``split`` and ``sources`` (where each side's items came from)."""
     torch_seed, input_seed, data_seed = derive_seeds(seed, EVAL_KEY, distributed.rank_of(), count=3)
     # a method that makes its own pairs (I2SB's corruption operators) says so with `paired = True`
     paired = getattr(trainer, "paired", trainer.run.config.data.pairs is not None)
-    local = distributed.shard(n)
     result: dict[str, Translation] = {}
-    for direction in trainer.directions:
-        start, end = ENDS[direction]
-        inputs = trainer.draw(start, local, torch.Generator().manual_seed(input_seed))
-        partner = trainer.draw(end, local, torch.Generator().manual_seed(input_seed)) if paired else None
-        data = trainer.draw(end, local, torch.Generator().manual_seed(data_seed))
-        torch.manual_seed(torch_seed)
-        traj = sample_in_chunks(trainer, direction, inputs, steps=steps, chunk=chunk, progress=progress,
-                                return_path=inputs.ndim == 2)
-        gathered = [distributed.gather_to_main(t) for t in (inputs, data, traj.x)]
-        partner = distributed.gather_to_main(partner) if partner is not None else None
-        path = distributed.gather_to_main(traj.path, dim=1) if traj.path is not None else None
-        if gathered[0] is not None:
-            result[direction] = Translation(direction, gathered[0], Trajectory(gathered[2], path, traj.nfe),
-                                            gathered[1], partner)
+    with evaluation_data(trainer, split, every_item=n == "all") as used:
+        if drawn is not None:
+            drawn.update(split=used.split, sources=used.sources)
+        local = distributed.shard(used.total if n == "all" else n)
+        for direction in trainer.directions:
+            start, end = ENDS[direction]
+            inputs = trainer.draw(start, local, torch.Generator().manual_seed(input_seed))
+            partner = trainer.draw(end, len(inputs), torch.Generator().manual_seed(input_seed)) if paired else None
+            data = trainer.draw(end, local, torch.Generator().manual_seed(data_seed))
+            torch.manual_seed(torch_seed)
+            traj = sample_in_chunks(trainer, direction, inputs, steps=steps, chunk=chunk, progress=progress,
+                                    return_path=inputs.ndim == 2 and output == "final", output=output)
+            labels = source_labels(trainer, start, len(inputs), torch.Generator().manual_seed(input_seed))
+            gathered = [distributed.gather_to_main(t) for t in (inputs, data, traj.x)]
+            partner = distributed.gather_to_main(partner) if partner is not None else None
+            labels = distributed.gather_to_main(labels) if labels is not None else None
+            path = distributed.gather_to_main(traj.path, dim=1) if traj.path is not None else None
+            if gathered[0] is not None:
+                result[direction] = Translation(direction, gathered[0], Trajectory(gathered[2], path, traj.nfe),
+                                                gathered[1], partner, labels)
     return result if distributed.rank_of() == 0 else None
+
+
+def source_labels(trainer: Trainer, side: str, n: int, generator: torch.Generator) -> Tensor | None:
+    """The labels of the n items `trainer.draw(side, n, generator)` returns, read from the source it draws
+    from (None when that source has no labels). A corruption operator's degraded images keep the class of
+    their clean source."""
+    sources = getattr(trainer, "sources", None)
+    source = sources.get(side) if sources else (getattr(trainer, "pairs", None) or getattr(trainer, "clean", None))
+    labels_of = getattr(source, "labels_of_draw", None)
+    return labels_of(n, generator) if labels_of is not None else None
 
 
 def evaluate_translation(trainer: Trainer) -> Evaluation:
@@ -146,11 +175,14 @@ def evaluate_translation(trainer: Trainer) -> Evaluation:
     the data: moments, Cov(x0, x1) (and its closed form for Gaussians), scatter/path plots or image
     grids and GIFs. Under DDP every rank samples its share; rank 0 alone gets translations and metrics."""
     run = trainer.run
+    drawn: dict[str, Any] = {}
     translations = translate(trainer, run.config.train.eval_samples, run.config.seed,
-                             progress=run.config.train.progress and run.is_main)
+                             progress=run.config.train.progress and run.is_main, split=run.config.eval.split,
+                             output=run.config.eval.output, drawn=drawn)
     if translations is None:
         return Evaluation(trainer.step)
-    metrics: dict[str, Any] = {}
+    metrics: dict[str, Any] = {"split": drawn["split"]}
+    metrics.update({f"{direction}/n": len(tr.inputs) for direction, tr in translations.items()})
     for direction, tr in translations.items():
         metrics.update({f"{direction}/{k}": v for k, v in moment_metrics(trainer, tr).items()})
     draw_pictures(trainer, translations)

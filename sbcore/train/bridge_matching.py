@@ -12,7 +12,7 @@ networks or the loss of a stage, and reuse sampling and evaluation.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 import torch
@@ -78,23 +78,27 @@ class BridgeMatching(Trainer):
 
     Config = BMConfig
 
-    def setup(self) -> None:
-        registry, data = self.run.registry, self.run.config.data
+    def open_data(self, data: Any) -> dict[str, Any]:
+        """``pairs`` (a PairedSource or None) and ``sources`` (side -> Source, or None) from `data`."""
+        registry = self.run.registry
         if data.pairs is not None:
-            self.pairs: PairedSource | None = data.pairs.build(registry)
-            self.sources = None
-            shape = self.pairs.shape
-        else:
-            if data.x1 is None:
-                raise ValueError(f"method {self.run.config.plugin!r} needs data.x1 as well as data.x0 (or data.pairs)")
-            self.pairs = None
-            self.sources = {"x0": data.x0.build(registry), "x1": data.x1.build(registry)}
-            if self.sources["x0"].shape != self.sources["x1"].shape:
-                raise ValueError(
-                    f"data.x0 has shape {self.sources['x0'].shape} but data.x1 has {self.sources['x1'].shape}; "
-                    "a bridge needs both sides in one space"
-                )
-            shape = self.sources["x0"].shape
+            return {"pairs": data.pairs.build(registry), "sources": None}
+        if data.x1 is None:
+            raise ValueError(f"method {self.run.config.plugin!r} needs data.x1 as well as data.x0 (or data.pairs)")
+        sources = {"x0": data.x0.build(registry), "x1": data.x1.build(registry)}
+        if sources["x0"].shape != sources["x1"].shape:
+            raise ValueError(
+                f"data.x0 has shape {sources['x0'].shape} but data.x1 has {sources['x1'].shape}; "
+                "a bridge needs both sides in one space"
+            )
+        return {"pairs": None, "sources": sources}
+
+    def setup(self) -> None:
+        registry = self.run.registry
+        opened = self.open_data(self.run.config.data)
+        self.pairs: PairedSource | None = opened["pairs"]
+        self.sources = opened["sources"]
+        shape = self.pairs.shape if self.pairs is not None else self.sources["x0"].shape
         self.shape = tuple(shape)
         self.process: ReferenceProcess = self.run.config.process.build(registry)
         check_weighting(self.method.loss_weight, self.process)

@@ -36,6 +36,7 @@ import signal
 import sys
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -121,6 +122,23 @@ class Trainer(ABC):
     @abstractmethod
     def draw(self, side: str, n: int, generator: torch.Generator) -> Tensor:
         """n data samples of side "x0" or "x1" (on the CPU), drawn with `generator`."""
+
+    def open_data(self, data: Any) -> dict[str, Any]:
+        """The data objects `draw` reads (attribute name -> source), built from a section shaped like
+        ``data``: the training data in `setup`, held-out data for evaluation (`drawing_from`)."""
+        raise NotImplementedError(f"method {self.run.config.plugin!r} cannot draw from other data")
+
+    @contextlib.contextmanager
+    def drawing_from(self, opened: dict[str, Any]) -> Iterator[None]:
+        """`draw` reads `opened` (from `open_data`) inside the block and the training data again after it."""
+        saved = {name: getattr(self, name) for name in opened}
+        for name, value in opened.items():
+            setattr(self, name, value)
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                setattr(self, name, value)
 
     @abstractmethod
     def sample(
@@ -301,6 +319,10 @@ class Trainer(ABC):
     def fit(self) -> dict[str, Any]:
         run = self.run
         self.prepare()
+        if run.is_main:
+            from sbcore.sample import record_data  # late: sample imports the trainer's neighbours
+
+            record_data(self)
         distributed.broadcast_module(self.networks)
         self._build_optimizer()
         if run.config.resume:

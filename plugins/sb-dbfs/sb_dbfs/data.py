@@ -21,6 +21,8 @@ class GaussianProcessSource(Source):
     jitter: added to the kernel's diagonal, relative to scale^2, so the Cholesky factor exists at any N.
     """
 
+    fresh_draws = True
+
     def __init__(self, size: int = 32, lengthscale: float = 0.25, scale: float = 1.0, amplitude: float = 0.0,
                  frequency: float = 1.0, jitter: float = 1e-6) -> None:
         if size < 1:

@@ -20,7 +20,7 @@ A pretrained diffusers model (`sb_ddib.pretrained`) is a ddib model with its sch
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 import torch
@@ -42,6 +42,8 @@ NETWORK = "eps"
 
 class Noise(Source):
     """White noise N(0, I) of a given per-sample shape: DDIB's latent side x1 (dataset ``noise``)."""
+
+    fresh_draws = True
 
     def __init__(self, shape: list[int]) -> None:
         if not shape or min(shape) < 1:
@@ -107,8 +109,9 @@ class DDIB(BridgeMatching):
 
     Config = DDIBConfig
 
-    def setup(self) -> None:
-        registry, data = self.run.registry, self.run.config.data
+    def open_data(self, data: Any) -> dict[str, Any]:
+        """The domain (x0) and its latent: data.x1 when given, else white noise of the data's shape."""
+        registry = self.run.registry
         if data.pairs is not None:
             raise ValueError("data.pairs: ddib trains each domain's model alone; give data.x0 (the domain) only")
         x0 = data.x0.build(registry)
@@ -116,7 +119,13 @@ class DDIB(BridgeMatching):
         if tuple(x1.shape) != tuple(x0.shape):
             raise ValueError(f"data.x1 has shape {tuple(x1.shape)} but data.x0 has {tuple(x0.shape)}; "
                              "the latent is noise of the data's shape")
-        self.pairs, self.sources, self.shape = None, {"x0": x0, "x1": x1}, tuple(x0.shape)
+        return {"pairs": None, "sources": {"x0": x0, "x1": x1}}
+
+    def setup(self) -> None:
+        registry = self.run.registry
+        opened = self.open_data(self.run.config.data)
+        self.pairs, self.sources = opened["pairs"], opened["sources"]
+        self.shape = tuple(self.sources["x0"].shape)
         self.process = self.run.config.process.build(registry)
         check_deterministic(self.process)
         self.coupling = IndependentCoupling()

@@ -16,7 +16,7 @@ with MSE to output x0 from x1 (NFE 1 whatever `steps` says).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 import torch
@@ -63,22 +63,26 @@ class I2SB(BridgeMatching):
     Config = I2SBConfig
     directions: tuple[Direction, ...] = ("backward",)
 
-    def setup(self) -> None:
-        registry, config, m = self.run.registry, self.run.config, self.method
-        data = config.data
-        self.corruption: Corruption | None = m.corruption.build(registry) if m.corruption else None
-        self.sources = None
-        if self.corruption is not None:
+    def open_data(self, data: Any) -> dict[str, Any]:
+        """``clean`` images that the operator degrades, or ``pairs`` (x0 clean, x1 degraded)."""
+        registry = self.run.registry
+        if self.method.corruption is not None:
             if data.x0 is None or data.x1 is not None:
                 raise ValueError("method.corruption makes x1 from data.x0: give data.x0 (clean images) alone")
-            self.pairs, self.clean = None, data.x0.build(registry)
-            shape = tuple(self.clean.shape)
+            return {"pairs": None, "clean": data.x0.build(registry)}
+        if data.pairs is not None:
+            return {"pairs": data.pairs.build(registry), "clean": None}
+        raise ValueError("i2sb needs data.pairs (x0 clean, x1 degraded), or data.x0 with method.corruption")
+
+    def setup(self) -> None:
+        registry, config, m = self.run.registry, self.run.config, self.method
+        self.corruption: Corruption | None = m.corruption.build(registry) if m.corruption else None
+        self.sources = None
+        opened = self.open_data(config.data)
+        self.pairs, self.clean = opened["pairs"], opened["clean"]
+        shape = tuple((self.clean or self.pairs).shape)
+        if self.corruption is not None:
             self.corruption.check(torch.zeros(1, *shape))
-        elif data.pairs is not None:
-            self.pairs, self.clean = data.pairs.build(registry), None
-            shape = tuple(self.pairs.shape)
-        else:
-            raise ValueError("i2sb needs data.pairs (x0 clean, x1 degraded), or data.x0 with method.corruption")
         #: evaluation compares every restoration with its clean partner
         self.paired = True
         self.shape = shape
