@@ -21,7 +21,8 @@ ENTRY_POINT_GROUP = "sbcore"
 #: are loggers of their own); their plugin names drop the "sbcore." and ".plugin" parts.
 BUILTIN_PLUGINS = ("sbcore.process.plugin", "sbcore.coupling.plugin", "sbcore.network.plugin",
                    "sbcore.sampler.plugin", "sbcore.train.plugin", "sbcore.data.plugin", "sbcore.metrics.plugin",
-                   "sbcore.launch.plugin", "sbcore.log.plugin", "sbcore.log.neptune", "sbcore.log.tensorboard")
+                   "sbcore.launch.plugin", "sbcore.log.plugin", "sbcore.log.neptune", "sbcore.log.tensorboard",
+                   "sbcore.export")
 
 
 @attrs.define

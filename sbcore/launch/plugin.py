@@ -1,4 +1,4 @@
-"""Built-in plugin with the operations commands: ``sbcore status run=DIR`` and ``sbcore export run=DIR``."""
+"""Built-in plugin with the operations command ``sbcore status run=DIR`` (``sbcore export`` is `sbcore.export`)."""
 
 from __future__ import annotations
 
@@ -58,20 +58,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_export(args: argparse.Namespace) -> int:
-    from sbcore.log.export import metrics_to_csv
-
-    opts = _options(args.items, {"run", "out"}, "sbcore export run=DIR [out=FILE.csv]")
-    out = metrics_to_csv(Path(opts["run"]), Path(opts["out"]) if "out" in opts else None)
-    print(f"wrote {out}")
-    return 0
-
-
 @hookimpl
 def sbcore_add_commands(subparsers: argparse._SubParsersAction) -> None:
     for name, fn, text in [
         ("status", cmd_status, "job state, restarts and last metrics of a run: sbcore status run=DIR"),
-        ("export", cmd_export, "write a run's metrics as CSV: sbcore export run=DIR [out=FILE.csv]"),
     ]:
         parser = subparsers.add_parser(name, help=text, description=text)
         parser.add_argument("items", nargs="*", help="key=value items")

@@ -15,7 +15,9 @@ UNet and scheduler are a domain model, and with n=N its inputs are its own sampl
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +51,24 @@ def cycle_stats(x: Tensor, back: Tensor) -> dict[str, float]:
             "p99": float(torch.quantile(err, 0.99)), "max": float(err.max())}
 
 
+def same_process(a: dict[str, Any], b: dict[str, Any], registry: Any) -> bool:
+    """Two process sections mean the same process: one kind and equal parameters once the constructor's
+    defaults fill what a section leaves out (a diffusers folder's mapped floats within 1e-9)."""
+    if a.get("kind") != b.get("kind"):
+        return False
+    signature = inspect.signature(registry.get("process", a["kind"]).__init__)
+    defaults = {k: p.default for k, p in signature.parameters.items() if p.default is not p.empty}
+    full_a, full_b = {**defaults, **a}, {**defaults, **b}
+    if full_a.keys() != full_b.keys():
+        return False
+    return all(x == y or (isinstance(x, float | int) and isinstance(y, float | int)
+                          and math.isclose(x, y, rel_tol=1e-9)) for x, y in ((full_a[k], full_b[k]) for k in full_a))
+
+
 def check_latent_convention(source: Any, target: Any) -> list[str]:
     """Refuse runs whose processes differ; return the other differences as lines 'key: A vs B'."""
     a, b = source.run.config_dict(), target.run.config_dict()
-    if a["process"] != b["process"]:
+    if not same_process(a["process"], b["process"], source.run.registry):
         raise UserError(f"source and target do not share the latent convention: process {a['process']} "
                         f"vs {b['process']}; train both with the same process section")
     if tuple(source.shape) != tuple(target.shape):
