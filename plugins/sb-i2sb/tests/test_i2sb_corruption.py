@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from sb_i2sb.corruption import OPERATORS, CenterMask, GaussianBlur, UniformBlur, fill_noise
 from sb_i2sb.corruption.inpaint import freeform_mask
 from sb_i2sb.corruption.jpeg import JPEG
@@ -32,6 +35,28 @@ def test_reference_blur_dc_gain(op, centre, corner):
     y = (op(torch.zeros(1, 1, 256, 256, dtype=torch.float64)).x1 + 1) / 2
     assert float(y[0, 0, 128, 128]) == pytest.approx(centre, abs=1e-4)
     assert float(y[0, 0, 0, 0]) == pytest.approx(corner, abs=1e-4)
+
+
+FIXTURE = Path(__file__).parent / "fixtures" / "i2sb_blur_reference.safetensors"
+
+
+@pytest.mark.parametrize(("name", "op"), [("uni", UniformBlur), ("gauss", GaussianBlur)])
+def test_blur_matches_the_released_code_intended_by_default_and_shipped_on_request(name, op):
+    """Fixture: NVlabs/I2SB@1ffdfaa `build_blur` run on 2 RGB 24 px images ("shipped", float32) and the same code
+    with `singulars()` = `_singulars.repeat_interleave(3)` ("intended"); numbers only, made outside the repo."""
+    ref = load_file(FIXTURE)
+    x = ref["x"].double()
+    intended, shipped = op()(x).x1, op(reference_channel_order=True)(x).x1
+    torch.testing.assert_close(intended, ref[f"intended_{name}"].double(), atol=1e-5, rtol=0)
+    torch.testing.assert_close(shipped, ref[f"shipped_{name}"].double(), atol=1e-5, rtol=0)
+    assert float((shipped - intended).abs().max()) > 0.4  # the quirk is no round-off
+
+
+def test_shipped_channel_order_is_the_intended_blur_on_one_channel():
+    x = images(c=1, size=16)
+    torch.testing.assert_close(UniformBlur(reference_channel_order=True)(x).x1, UniformBlur()(x).x1)
+    with pytest.raises(ValueError, match="square images"):
+        UniformBlur(reference_channel_order=True)(torch.zeros(1, 3, 16, 8))
 
 
 def test_blur_dc_gains_without_truncation():
