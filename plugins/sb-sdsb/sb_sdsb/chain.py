@@ -121,9 +121,13 @@ def simulate(mean_fn: MeanMap, x: Tensor, gammas: Tensor, *, last_noise: bool = 
     return ChainPath(torch.stack(path), torch.stack(means), torch.stack(crosses) if cross else None)
 
 
-def training_tuples(target: str, chain: ChainPath) -> tuple[Tensor, Tensor, Tensor]:
+def training_tuples(target: str, chain: ChainPath, *, reference_compat: bool = False) -> tuple[Tensor, Tensor, Tensor]:
     """(inputs, targets, labels) for the network that reverses `chain`: inputs[j] = y_{j+1} at label
-    s = N - 1 - j; shapes (N, B, *D), (N, B, *D) and (N,) (module docstring for the targets)."""
+    s = N - 1 - j; shapes (N, B, *D), (N, B, *D) and (N,) (module docstring for the targets).
+
+    reference_compat: divide the flow target by 1 - j / N instead of the remaining time (j + 1) / N, as the
+    official code's OU noiser (`DSBNoiser.trajectory`, whose loop index runs forwards) does; the two agree
+    only at j = (N - 1) / 2. The caller applies it to that chain alone (`SDSBConfig.reference_compat`)."""
     path = chain.path
     n = path.shape[0] - 1
     inputs = path[1:]
@@ -137,7 +141,8 @@ def training_tuples(target: str, chain: ChainPath) -> tuple[Tensor, Tensor, Tens
     elif target == "term":
         targets = path[0].expand_as(inputs)
     elif target == "flow":
-        left = torch.arange(1, n + 1, dtype=path.dtype, device=path.device) / n  # (j + 1) / N
+        j = torch.arange(n, dtype=path.dtype, device=path.device)
+        left = 1 - j / n if reference_compat else (j + 1) / n
         targets = (path[0] - inputs) / left.reshape(-1, *[1] * (inputs.ndim - 1))
     else:
         raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")

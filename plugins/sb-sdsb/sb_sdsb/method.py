@@ -65,6 +65,8 @@ class SDSBConfig:
     refresh_every: optimisation steps between cache rebuilds.
     cache_chunk: rows simulated at once while rebuilding (a multiple of N).
     skip_first_epoch: epoch 0 is done already (set when train.init_from names a flow-matching run).
+    reference_compat: reproduce the official code's FR-DSB target on the epoch-0 OU chain (noiser: dsb,
+        reparam: flow), which divides by 1 - j/N instead of the remaining time (j + 1)/N (README); off by default.
     """
 
     simplify: bool = True
@@ -79,6 +81,7 @@ class SDSBConfig:
     refresh_every: int = attrs.field(default=4096, validator=v.ge(1))
     cache_chunk: int = attrs.field(default=65_536, validator=v.ge(1))
     skip_first_epoch: bool = False
+    reference_compat: bool = False
 
     def __attrs_post_init__(self) -> None:
         schedule = parse_gamma(self.gamma, "method.gamma")
@@ -189,11 +192,13 @@ class SDSB(AlternatingBridgeMatching):
         start = self.draw("x1", chains, self.data_generator).to(self.device)
         mean = (flow_noiser(self.draw("x0", chains, self.data_generator).to(self.device), m.training_timesteps)
                 if m.noiser == "flow" else dsb_noiser(self.gammas))
-        return self.rows(simulate(mean, start, self.gammas, cross=m.target == "dsb"), n)
+        chain = simulate(mean, start, self.gammas, cross=m.target == "dsb")
+        return self.rows(chain, n, reference_compat=m.reference_compat and m.noiser == "dsb")
 
-    def rows(self, chain: ChainPath, n: int) -> dict[str, Tensor]:
+    def rows(self, chain: ChainPath, n: int, reference_compat: bool = False) -> dict[str, Tensor]:
         """The first n training tuples of `chain`, chain by chain: x, target (n, *D) and label (n,)."""
-        x, target, labels = training_tuples(self.method.target, chain)  # (N, B, *D), (N, B, *D), (N,)
+        # (N, B, *D), (N, B, *D), (N,)
+        x, target, labels = training_tuples(self.method.target, chain, reference_compat=reference_compat)
         return {"x": x.transpose(0, 1).flatten(0, 1)[:n], "target": target.transpose(0, 1).flatten(0, 1)[:n],
                 "label": labels.to(x.device).repeat(x.shape[1])[:n]}
 

@@ -3,8 +3,11 @@ epoch-0 reference chains and the chain sampler."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+from safetensors.torch import load_file
 from sb_sdsb.chain import ChainPath, ChainSampler, dsb_noiser, flow_noiser, next_mean, simulate, training_tuples
 from sb_sdsb.gamma import parse_gamma
 
@@ -166,3 +169,27 @@ def test_chain_sampler_sees_the_core_time_and_checks_its_steps():
                        sampler.time_grid(BrownianBridge(0.0), "backward", steps=2))
     with pytest.raises(ValueError, match="even number of steps"):
         ChainSampler(steps=5, gamma="linear")
+
+
+FIXTURE = Path(__file__).parent / "fixtures" / "sdsb_ou_reference.safetensors"
+
+
+@pytest.mark.parametrize("target", ["flow", "term", "simplified"])
+def test_ou_chain_targets_against_the_official_code(target):
+    """Fixture: the official `DSBNoiser.trajectory` (N = 16, linear_1e-4_1e-3, 8 chains from x1 = randn(seed 3),
+    torch.manual_seed(11)), numbers only. The same draws give the same chain; its flow target is reproduced
+    by reference_compat only, the others agree either way."""
+    ref = load_file(FIXTURE)
+    gammas = parse_gamma("linear_1e-4_1e-3").values(16)
+    torch.manual_seed(11)
+    chain = simulate(dsb_noiser(gammas), ref["x1"], gammas)
+    for compat in (False, True):
+        x, y, labels = training_tuples(target, chain, reference_compat=compat)
+        torch.testing.assert_close(x.reshape(-1, 2), ref[f"{target}_inputs"], atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(labels.repeat_interleave(8).float(), ref[f"{target}_labels"])
+        if target != "flow" or compat:
+            torch.testing.assert_close(y.reshape(-1, 2), ref[f"{target}_targets"], atol=1e-5, rtol=1e-5)
+        else:  # the remaining time (j + 1) / N: off by a factor (N - j) / (j + 1), N = 16 at the chain's start
+            ratio = (y.reshape(-1, 2) / ref["flow_targets"]).reshape(16, 8, 2)
+            j = torch.arange(16, dtype=ratio.dtype)
+            torch.testing.assert_close(ratio, ((16 - j) / (j + 1))[:, None, None].expand_as(ratio), rtol=1e-3, atol=0)
