@@ -16,10 +16,16 @@ What the networks regress is `simplify`/`reparam` (`sb_sdsb.chain`):
 
 Every step of the teacher's chains is one cache row (input, target, label): the core's `SimulationCache`
 holds `cache_size` of them, rebuilt every `refresh_every` steps, and draws each batch uniformly (the
-reference instead reads one shuffled pass). `train.init_from` of a flow-matching run (`bm`, process
-sigma 0, a velocity network like FR-DSB's) replaces epoch 0: training starts with x1_to_x0 on the loaded
-x0_to_x1 network's chains. AdamW keeps its state across epochs (warm start, as the reference);
-`train.ema_decay: 0` is the reference's no-EMA setting.
+reference instead reads one shuffled pass). AdamW keeps its state across epochs (warm start, as the
+reference); `train.ema_decay: 0` is the reference's no-EMA setting.
+
+Initialisation from a pretrained model (Tang et al. 2024, Sec. 4.4) replaces epoch 0: `train.init_from` loads
+x0_to_x1 and training starts with x1_to_x0 on its chains. ``network_output`` says what that network outputs:
+its target's own quantity (native), a flow-matching velocity (velocity: a `bm` run with process sigma 0 and
+``predict: velocity``), or a VP diffusion model's eps (vp_eps: a `ddib` run, with the run's `process: {kind: vp,
+...}` and ``eps_skip``); `sb_sdsb.init` converts either, in closed form, to the endpoint (TR-DSB) or next mean
+(S-DSB, DSB) the target asks for, in the loss and in the chains, so the loaded network keeps training as that
+S-DSB variant.
 """
 
 from __future__ import annotations
@@ -34,11 +40,13 @@ from torch import Tensor, nn
 
 from sb_sdsb.chain import OUTPUT, ChainPath, dsb_noiser, flow_noiser, network_time, next_mean, simulate, training_tuples
 from sb_sdsb.gamma import parse_gamma
+from sb_sdsb.init import VelocityFromEps, from_velocity
 from sbcore.config import CouplingSpec, SamplerSpec
 from sbcore.io import plots
 from sbcore.metrics.translation import Evaluation
 from sbcore.network.base import Network
 from sbcore.process.base import Direction
+from sbcore.process.vp import VPDiffusion
 from sbcore.sampler.base import Predictor
 from sbcore.train.alternating import AlternatingBridgeMatching, Schedule, Stage
 from sbcore.train.bridge_matching import NETWORK_NAME
@@ -67,6 +75,10 @@ class SDSBConfig:
     skip_first_epoch: epoch 0 is done already (set when train.init_from names a flow-matching run).
     reference_compat: reproduce the official code's FR-DSB target on the epoch-0 OU chain (noiser: dsb,
         reparam: flow), which divides by 1 - j/N instead of the remaining time (j + 1)/N (README); off by default.
+    network_output: what x0_to_x1 outputs: native (its target's quantity), velocity (a flow-matching velocity)
+        or vp_eps (a VP diffusion model's eps, read through the `process:` section, which must then be the
+        pretrained run's vp process); converted to the target by `sb_sdsb.init` (module docstring).
+    eps_skip: with vp_eps, the eps-model adds b(t) y to its output (a `ddib` run's `method.eps_skip`).
     """
 
     simplify: bool = True
@@ -82,6 +94,8 @@ class SDSBConfig:
     cache_chunk: int = attrs.field(default=65_536, validator=v.ge(1))
     skip_first_epoch: bool = False
     reference_compat: bool = False
+    network_output: Literal["native", "velocity", "vp_eps"] = "native"
+    eps_skip: bool = True
 
     def __attrs_post_init__(self) -> None:
         schedule = parse_gamma(self.gamma, "method.gamma")
@@ -155,6 +169,10 @@ class SDSB(AlternatingBridgeMatching):
                 raise ValueError(f"network.steps ({steps}) must equal method.training_timesteps "
                                  f"({m.training_timesteps}): the network embeds the chain's integer step")
         self.gammas = parse_gamma(m.gamma).values(m.training_timesteps)
+        if m.network_output == "vp_eps" and not isinstance(self.process, VPDiffusion):
+            raise ValueError(f"method.network_output: vp_eps reads x0_to_x1 as a VP diffusion model: set the process "
+                             f"section to the pretrained run's, e.g. process: {{kind: vp, steps: 4000}}; got "
+                             f"{self.run.config.process.kind!r}")
 
     # ---- the alternating service's hooks -------------------------------------------------------
 
@@ -170,14 +188,29 @@ class SDSB(AlternatingBridgeMatching):
     def teacher_direction(self, stage: Stage) -> Direction:
         return OTHER[stage.direction]
 
+    def converted(self, direction: Direction) -> bool:
+        """Whether `direction`'s network outputs a velocity converted to the target (`network_output`)."""
+        return direction == "forward" and self.method.network_output != "native"
+
+    def output_kind(self, direction: Direction) -> str:
+        """What `model(direction)` returns: a velocity for a converted network, else the target's quantity."""
+        return "velocity" if self.converted(direction) else self.method.predict
+
+    def model(self, direction: Direction, network: Network | None = None) -> Network | VelocityFromEps:
+        """`direction`'s network (or `network`, a frozen teacher) as called by the chain: (x, t) -> output."""
+        network = network or self.networks[NETWORK[direction]]
+        if direction == "forward" and self.method.network_output == "vp_eps":
+            return VelocityFromEps(network, self.process, self.method.eps_skip)
+        return network
+
     def predictor(self, direction: Direction, network: Network | None = None, cond: Tensor | None = None) -> Predictor:
-        return Predictor(network or self.networks[NETWORK[direction]], self.process, direction, self.method.predict,
-                         cond)
+        return Predictor(self.model(direction, network), self.process, direction, self.output_kind(direction), cond)
 
     def simulate(self, direction: Direction, x_start: Tensor) -> dict[str, Tensor]:
         """len(x_start) rows: every step of chains of the teacher (moving in `direction`) from x_start."""
         assert self.teacher is not None
-        steps, teacher, kind = self.method.training_timesteps, self.teacher, self.method.predict
+        steps, teacher, kind = self.method.training_timesteps, self.model(direction, self.teacher), \
+            self.output_kind(direction)
         start = x_start[: math.ceil(x_start.shape[0] / steps)]
 
         def mean(y: Tensor, j: int) -> Tensor:
@@ -205,9 +238,11 @@ class SDSB(AlternatingBridgeMatching):
     def stage_loss(self, stage: Stage, batch_size: int) -> Tensor:
         """Mean squared error of the trained network on n chain steps (the reference's MSELoss)."""
         rows = self.teacher_rows(batch_size) if self.teacher is not None else self.reference_rows(batch_size)
-        x = rows["x"]
-        t = network_time(rows["label"].to(x.dtype) / self.method.training_timesteps, stage.direction)
-        out = self.networks[NETWORK[stage.direction]](x, t)
+        x, n = rows["x"], self.method.training_timesteps
+        tau = rows["label"].to(x.dtype) / n
+        out = self.model(stage.direction)(x, network_time(tau, stage.direction))
+        if self.converted(stage.direction):
+            out = from_velocity(self.method.predict, out, x, tau, tau + 1 / n)
         return (out.float() - rows["target"].float()).pow(2).mean()
 
     def evaluate(self) -> Evaluation:
