@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from sb_i2sb.corruption import GaussianBlur, UniformBlur
 
 

@@ -1,5 +1,6 @@
-"""Pinwheel -> checkerboard:8 with DSB, S-DSB, TR-DSB and FR-DSB on the same step budget, and FR-DSB
-initialised from a flow-matching run (Tang et al. 2024, Sec. 5.1 and 4.4).
+"""Pinwheel -> checkerboard:8 with DSB, S-DSB, TR-DSB and FR-DSB on the same step budget, and FR-DSB and TR-DSB
+initialised from a flow-matching run (Tang et al. 2024, Sec. 5.1 and 4.4; TR-DSB reads the FM velocity through
+``method.network_output: velocity``).
 
     python plugins/sb-sdsb/benchmarks/pinwheel.py --seeds 0 1 2 --out runs/sdsb-bench [--jobs 2]
 
@@ -28,6 +29,8 @@ from sbcore.data.toy2d import Toy2D
 from sbcore.metrics.vector import wasserstein2
 
 VARIANTS = ("dsb", "sdsb", "trdsb", "frdsb")
+#: variants started from the flow-matching run, and how they read its velocity.
+INIT_VARIANTS = {"frdsb": (), "trdsb": ("method.network_output=velocity",)}
 CONFIGS = Path("examples/sdsb")
 FLOOR_DRAWS = 5
 
@@ -95,13 +98,14 @@ def main() -> None:
         if not args.no_fm:
             fm = [(command("pinwheel_checkerboard_fm", s, f"fm-s{s}", out), out / f"fm-s{s}", 1) for s in args.seeds]
             list(pool.map(lambda job: launch(*job), fm))
-            init = [(command("pinwheel_checkerboard_frdsb", s, f"frdsb-fm-s{s}", out, *extra,
+            init = [(command(f"pinwheel_checkerboard_{v}", s, f"{v}-fm-s{s}", out, *extra, *converted,
                              f"train.init_from={out / f'fm-s{s}'}", "train.init_map={x0_to_x1: forward_drift}"),
-                     out / f"frdsb-fm-s{s}", epochs - 1) for s in args.seeds]
+                     out / f"{v}-fm-s{s}", epochs - 1)
+                    for s in args.seeds for v, converted in INIT_VARIANTS.items()]
             list(pool.map(lambda job: launch(*job), init))
 
     results: dict[str, dict] = {"floor": {"checkerboard:8": floor("checkerboard:8"), "pinwheel": floor("pinwheel")}}
-    names = [*VARIANTS, *([] if args.no_fm else ["frdsb-fm"])]
+    names = [*VARIANTS, *([] if args.no_fm else [f"{v}-fm" for v in INIT_VARIANTS])]
     for name in names:
         runs = [out / f"{name}-s{s}" for s in args.seeds]
         results[name] = {side: by_epoch(runs, f"eval/{side}/w2") for side in ("forward", "backward")}
