@@ -202,3 +202,22 @@ def test_shards_of_a_whole_split_cover_it_once(monkeypatch):
             start, count = eval_data.shard_range(23)
             starts += list(range(start, start + count))
         assert starts == list(range(23))
+
+
+def test_mnist_to_letters_whole_test_split(plugins, tmp_path):
+    """`sbcore eval split=test n=all` on an MNIST -> letters run evaluates every test digit (10,000) and
+    every held-out letter A-E (800)."""
+    raw = {
+        "plugin": "bm", "name": "digits2letters", "out": str(tmp_path), "seed": 0,
+        "data": {"x0": {"source": "mnist", "size": 28}, "x1": {"source": "emnist_letters", "size": 28}},
+        "network": {"kind": "mlp", "hidden": 8, "layers": 1},
+        "train": {"steps": 2, "batch_size": 4, "log_every": 2, "eval_samples": 4, "progress": False, "threads": 1},
+        "sampler": {"kind": "euler_maruyama", "steps": 1},
+        "log": {"console": False},
+    }
+    run_local(structure_config(raw, plugins.registry), None, plugins)
+    run = tmp_path / "digits2letters"
+    assert main(["eval", f"run={run}", "split=test", "n=all", "metrics=msd"]) == 0
+    record = json.loads((run / "eval.json").read_text())
+    assert record["n"] == {"forward": 10000, "backward": 800} and record["split"] == "test"
+    assert record["data"] == {"x0": "mnist[test]", "x1": "emnist_letters[test]"}

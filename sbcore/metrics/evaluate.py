@@ -150,13 +150,29 @@ def evaluate_run(
 
     started = time.perf_counter()
     trainer, meta = load_trainer(run_dir, device, sampler, eval_section)
-    config = trainer.run.config
+    record = evaluate_trainer(trainer, meta, n, metrics, seed, steps, chunk, split)
+    record["seconds"] = round(time.perf_counter() - started, 2)
+    atomic_write(run_dir / "eval.json", lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2) + "\n"))
+    return record
+
+
+def evaluate_trainer(
+    trainer: Any, meta: dict[str, Any], n: int | Literal["all"] = 2000, metrics: list[Any] | None = None,
+    seed: int = 0, steps: int | None = None, chunk: int = CHUNK, split: Split = "test",
+) -> dict[str, Any]:
+    """`evaluate_run`'s record for a loaded trainer (`sbcore.sample.load_trainer`), without writing it:
+    the metrics asked for (else the run's ``eval.metrics``, else defaults by data shape), plus PSNR/SSIM
+    against the true partners when the data is paired images, as in-run evaluation adds them."""
+    run_dir, config = trainer.run.dir, trainer.run.config
     drawn: dict[str, Any] = {}
     translations = translate(trainer, n, seed, steps=steps, chunk=chunk, split=split, output=config.eval.output,
                              drawn=drawn)
     shape = tuple(next(iter(translations.values())).inputs.shape[1:])
     paired = any(tr.partner is not None for tr in translations.values())
-    specs = metrics or configured_metrics(config) or default_metrics(shape, paired) + gaussian_defaults(trainer.run)
+    specs = list(metrics or configured_metrics(config)
+                 or default_metrics(shape, False) + gaussian_defaults(trainer.run))
+    listed = {s if isinstance(s, str) else s["kind"] if isinstance(s, dict) else s.kind for s in specs}
+    specs += [name for name in paired_defaults(translations) if name not in listed]
     values, skipped = evaluate_samples(trainer.run, translations, build_metrics(specs, trainer.run.registry),
                                        metric_generator(seed))
     nfe = {direction: tr.nfe for direction, tr in translations.items()}
@@ -165,18 +181,16 @@ def evaluate_run(
     used_sampler = {"kind": config.sampler.kind, **config.sampler.params}
     if steps is not None:
         used_sampler["steps"] = steps
-    record = {
+    return {
         "run": str(run_dir), "checkpoint": f"step {meta.get('step')}", "step": meta.get("step"), "weights": "ema",
         "split": drawn["split"], "n": {direction: len(tr.inputs) for direction, tr in translations.items()},
         "data": drawn["sources"], "seed": seed, "sampler": used_sampler, "output": config.eval.output,
-        "nfe": nfe, "world_size": plan.get("world_size", 1),
+        "nfe": nfe, "paired": paired, "world_size": plan.get("world_size", 1),
         "global_batch": plan.get("global_batch", config.train.batch_size),
         "metrics": _json_safe(values), "skipped": skipped,
         "metric_specs": [s if isinstance(s, (str, dict)) else {"kind": s.kind, **s.params} for s in specs],
-        "sbcore_version": __version__, "seconds": round(time.perf_counter() - started, 2),
+        "sbcore_version": __version__,
     }
-    atomic_write(run_dir / "eval.json", lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2) + "\n"))
-    return record
 
 
 def _shown(value: Any) -> str:

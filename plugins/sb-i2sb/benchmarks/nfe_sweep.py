@@ -1,15 +1,21 @@
-"""PSNR / SSIM / feature distance of I2SB restorations against clean test images, per NFE.
+"""PSNR / SSIM / feature distance (and FID against reference statistics) of I2SB restorations, per NFE.
 
+    sbcore stats mnist split=train out=runs/mnist32-train-digits.npz        # once: the reference
     python plugins/sb-i2sb/benchmarks/nfe_sweep.py --run runs/i2sb-mnist-sr4x-pool \
-        --baseline runs/i2sb-mnist-sr4x-pool-regression --nfe 1 2 5 10 50 --n 256
+        --baseline runs/i2sb-mnist-sr4x-pool-regression --nfe 1 2 5 10 50 --n 512 \
+        --reference runs/mnist32-train-digits.npz
 
-Test images come from the run's clean source with ``split: test``, degraded by the run's corruption
-operator (seeded), restored by the run's EMA weights at each NFE; the degraded input and the
-regression baseline (a run with ``method.objective: regression``, NFE 1) are scored alike. PSNR and
-SSIM on [0, 1] (data range 1); feature distance: Fréchet distance of the digits CNN's features
-(sbcore.metrics.digits, not Inception FID) between restorations and the clean test images. Theory
-(spec i2sb_ddib.md §1.12): NFE 1 is about the posterior mean, so its PSNR is highest; posterior
-samples at large NFE lose about 10 log10 2 = 3 dB while their features get closer to the data.
+Every number comes from the core's evaluation path (`sbcore.metrics.evaluate.evaluate_trainer`, what
+``sbcore eval run=R split=test`` computes): the clean images of the run's test split (``eval.data``),
+degraded by the run's operator under a fixed seed, so every row sees the same pairs; restored by the
+run's EMA weights at each NFE. The degraded input and the regression baseline (a run with
+``method.objective: regression``, NFE 1) are scored on the same pairs. PSNR and SSIM against the clean
+partner (data range 2 on [-1, 1], the same values as range 1 on [0, 1]); feature distance: Fréchet
+distance of the digits CNN's features (sbcore.metrics.digits, not Inception FID) to the clean test
+images; with ``--reference``, the same distance to the statistics of a whole split (``fid``) beside
+the clean test images' own distance to them (``fid_floor``). Theory (spec i2sb_ddib.md §1.12): NFE 1 is
+about the posterior mean, so its PSNR is highest; posterior samples at large NFE lose about
+10 log10 2 = 3 dB while their features get closer to the data.
 """
 
 from __future__ import annotations
@@ -18,29 +24,38 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
-from torch import Tensor
 
-from sbcore.metrics.digits import feature_distance
-from sbcore.metrics.image import psnr, ssim
-from sbcore.metrics.translation import sample_in_chunks
+from sbcore.metrics.evaluate import build_metrics, evaluate_samples, evaluate_trainer
+from sbcore.metrics.translation import Translation, metric_generator, translate
 from sbcore.sample import load_trainer
+from sbcore.sampler.base import Trajectory
+
+COLUMNS = ("psnr", "ssim", "feature_distance", "fid", "fid_floor")
 
 
-def scores(restored: Tensor, clean: Tensor) -> dict[str, float]:
-    a, b = (restored.float().clamp(-1, 1) + 1) / 2, (clean.float() + 1) / 2
-    return {"psnr": psnr(a, b, data_range=1.0), "ssim": ssim(a, b, data_range=1.0),
-            "feature_distance": feature_distance(restored.float().clamp(-1, 1), clean.float())}
+def metric_specs(reference: Path | None) -> list[Any]:
+    specs: list[Any] = ["psnr", "ssim", "feature_distance"]
+    return specs + ([{"kind": "fid", "extractor": "digits", "reference": str(reference)}] if reference else [])
 
 
-def test_pairs(trainer, n: int, seed: int) -> tuple[Tensor, Tensor]:
-    """n clean test images of the run's source and their degraded versions."""
-    spec = trainer.run.config.data.x0
-    source = trainer.run.registry.get("dataset", spec.kind)(**{**spec.params, "split": "test"})
-    generator = torch.Generator().manual_seed(seed)
-    clean = source.sample(n, generator)
-    return clean, trainer.corruption(clean, generator).x1
+def row(record: dict[str, Any]) -> dict[str, Any]:
+    """The backward direction's scores of an `evaluate_trainer` record."""
+    values = {k.split("/", 1)[1]: v for k, v in record["metrics"].items() if k.startswith("backward/")}
+    return {**values, "n": record["n"]["backward"], "split": record["split"], "nfe": record["nfe"]["backward"]}
+
+
+def degraded_row(trainer: Any, n: int, seed: int, specs: list[Any]) -> dict[str, Any]:
+    """The degraded inputs themselves scored against their clean partners: the pairs of every row (one
+    NFE-1 translation draws them exactly as `evaluate_trainer` does)."""
+    drawn: dict[str, Any] = {}
+    tr = translate(trainer, n, seed, steps=1, progress=False, drawn=drawn)["backward"]
+    as_output = Translation(tr.direction, tr.inputs, Trajectory(tr.inputs, None, 0), tr.data, tr.partner)
+    values, _ = evaluate_samples(trainer.run, {"backward": as_output}, build_metrics(specs, trainer.run.registry),
+                                 metric_generator(seed))
+    return {**{k.split("/", 1)[1]: v for k, v in values.items()}, "n": len(tr.inputs), "split": drawn["split"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,27 +63,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", type=Path, required=True, help="an i2sb run folder")
     parser.add_argument("--baseline", type=Path, help="an i2sb run with method.objective: regression")
     parser.add_argument("--nfe", type=int, nargs="+", default=[1, 2, 5, 10, 50])
-    parser.add_argument("--n", type=int, default=256, help="test images")
+    parser.add_argument("--n", default="512", help="test images, or all")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reference", type=Path, help="feature statistics from `sbcore stats` (extractor digits)")
     parser.add_argument("--out", type=Path, help="JSON file for the table (default: RUN/nfe_sweep.json)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    n = args.n if args.n == "all" else int(args.n)
+    specs = metric_specs(args.reference)
     trainer, meta = load_trainer(args.run, "cpu")
-    clean, degraded = test_pairs(trainer, args.n, args.seed)
-    rows = {"degraded input": scores(degraded, clean)}
+    rows = {"degraded input": degraded_row(trainer, n, args.seed, specs)}
     if args.baseline is not None:
-        baseline, _ = load_trainer(args.baseline, "cpu")
-        rows["regression (NFE 1)"] = scores(sample_in_chunks(baseline, "backward", degraded, progress=False).x, clean)
+        baseline, base_meta = load_trainer(args.baseline, "cpu")
+        rows["regression (NFE 1)"] = row(evaluate_trainer(baseline, base_meta, n, specs, args.seed))
     for nfe in args.nfe:
-        torch.manual_seed(args.seed)
         start = time.perf_counter()
-        out = sample_in_chunks(trainer, "backward", degraded, steps=nfe, progress=False)
-        rows[f"I2SB NFE {nfe}"] = {**scores(out.x, clean), "seconds": time.perf_counter() - start}
+        rows[f"I2SB NFE {nfe}"] = {**row(evaluate_trainer(trainer, meta, n, specs, args.seed, steps=nfe)),
+                                   "seconds": time.perf_counter() - start}
         print(f"NFE {nfe}: {rows[f'I2SB NFE {nfe}']}", flush=True)
-    print(f"{args.run} (step {meta.get('step', '?')}), {args.n} test images")
-    print("| | PSNR (dB) | SSIM | feature distance |\n|---|---|---|---|")
-    for name, row in rows.items():
-        print(f"| {name} | {row['psnr']:.2f} | {row['ssim']:.3f} | {row['feature_distance']:.1f} |")
+    first = next(iter(rows.values()))
+    print(f"{args.run} (step {meta.get('step', '?')}), {first['split']} split, n = {first['n']}")
+    shown = [c for c in COLUMNS if c in first]
+    print("| | " + " | ".join(shown) + " |\n|---|" + "---|" * len(shown))
+    for name, values in rows.items():
+        print(f"| {name} | " + " | ".join(f"{values[c]:.4g}" for c in shown) + " |")
     out_file = args.out or args.run / "nfe_sweep.json"
     out_file.write_text(json.dumps(rows, indent=2))
     print(f"wrote {out_file}")
