@@ -167,10 +167,12 @@ class I2SB(BridgeMatching):
         """Restore degraded images x_start (inpainting: holes white, or any mask the operator reads off).
 
         ot_ode: sample with the OT-ODE chain (true: the posterior mean only, deterministic given the start) or
-        the stochastic one (false), whatever the run trained with; None keeps the process's setting.
-        (Inpainting still fills the hole of the start with fresh noise, as the reference does.)"""
+        the stochastic one (false), whatever the run trained with; None follows the sampler's ``ot_ode``, then
+        the process's. (Inpainting still fills the hole of the start with fresh noise, as the reference does.)"""
         if direction != "backward":
             raise ValueError(f"i2sb restores x1 -> x0: sample direction 'backward', got {direction!r}")
+        if ot_ode is None:
+            ot_ode = getattr(self.sampler, "ot_ode", None)
         if ot_ode is not None and ot_ode != self.process.ot_ode:
             trained = self.process
             self.process = trained.with_ot_ode(ot_ode)

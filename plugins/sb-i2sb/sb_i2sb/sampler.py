@@ -27,13 +27,16 @@ class I2SBPosterior(FixedGridSampler):
     """Posterior-step sampler from x1 (t = 1) to x0 (t = 0) for a process with `std_fwd(t)`.
 
     clip_denoise: clamp every x0 estimate to [-1, 1] before it is used (the reference's --clip-denoise).
+    ot_ode: true keeps only the posterior mean (OT-ODE), false adds the noise, null follows the process; a run
+        trained either way samples either way (``sbcore eval ... sampler.ot_ode=true``).
     `record=True` keeps the (clamped) x0 estimate of every step, the reference's `pred_x0s`.
     """
 
     def __init__(self, steps: int = 100, grid: Literal["uniform", "respaced"] = "respaced",
-                 grid_size: int | None = None, clip_denoise: bool = False) -> None:
+                 grid_size: int | None = None, clip_denoise: bool = False, ot_ode: bool | None = None) -> None:
         super().__init__(steps, grid, grid_size)
         self.clip_denoise = clip_denoise
+        self.ot_ode = ot_ode
 
     @torch.no_grad()
     def sample(self, model: Predictor, x_start: Tensor, grid: Tensor, *, callback: Callback | None = None,
@@ -57,6 +60,7 @@ class I2SBPosterior(FixedGridSampler):
         s_p2 = expand_t(process.std_fwd(t1), x) ** 2
         d2 = s_n2 - s_p2
         x = d2 / s_n2 * x0_hat + s_p2 / s_n2 * x
-        if not last and bool((process.diffusion(t0) > 0).all()):
+        stochastic = bool((process.diffusion(t0) > 0).all()) if self.ot_ode is None else not self.ot_ode
+        if not last and stochastic:
             x = x + (s_p2 * d2 / s_n2).sqrt() * process.noise_like(x)
         return x, estimate

@@ -194,3 +194,20 @@ def test_a_stochastically_trained_run_samples_deterministically_with_ot_ode(tmp_
     trainer = make_trainer(tmp_path, plugins)
     trainer.sample("backward", torch.zeros(1, 1, 16, 16), steps=2, ot_ode=True)
     assert trainer.process.ot_ode is False  # the switch lasts one call
+
+
+def test_the_sampler_option_switches_ot_ode_for_the_chain_and_the_projection(tmp_path, plugins):
+    """`sampler.ot_ode=true` (e.g. `sbcore eval ... sampler.ot_ode=true`): deterministic, known pixels exact."""
+    raw = raw_config(tmp_path, method={"corruption": "inpaint-center"})
+    raw["sampler"]["ot_ode"] = True
+    config = structure_config(raw, plugins.registry)
+    trainer = I2SB(Run(config=config, dir=tmp_path, plugins=plugins, device=torch.device("cpu")))
+    trainer.setup()
+    assert trainer.process.ot_ode is False
+    x0 = torch.as_tensor(smooth_images(4))
+    degraded = trainer.corruption(x0)
+    trainer.networks[NET] = Oracle(trainer.process, x0)
+    out = trainer.sample("backward", degraded.x1, steps=3).x
+    known = 1 - degraded.mask
+    assert torch.equal(out * known, x0 * known)  # re-imposed as x1 itself (OT-ODE), not x1 + std_sb noise
+    assert not torch.equal(trainer.sample("backward", degraded.x1, steps=3, ot_ode=False).x * known, x0 * known)
