@@ -178,3 +178,14 @@ def test_vp_eps_needs_a_vp_process(tmp_path, plugins):
                        device=torch.device("cpu")))
     with pytest.raises(ValueError, match="network_output: vp_eps reads x0_to_x1 as a VP diffusion model"):
         trainer.setup()
+
+
+def test_the_vp_example_config_is_valid(plugins):
+    from pathlib import Path
+
+    from sbcore.config import read_yaml_file
+
+    path = Path(__file__).resolve().parents[3] / "examples" / "sdsb" / "gaussian_checkerboard_from_vp.yaml"
+    config = structure_config(read_yaml_file(path), plugins.registry)
+    assert config.method.network_output == "vp_eps" and config.method.skip_first_epoch
+    assert config.train.steps == 3 * 150
