@@ -12,6 +12,7 @@ KINDS: dict[str, str] = {
     "process": "a ReferenceProcess class",
     "coupling": "a Coupling class",
     "network": "a Network class",
+    "classifier": "a noisy classifier Network class, forward(x, t) -> class logits (guidance.classifier)",
     "sampler": "a Sampler class",
     "dataset": "a data source class",
     "metric": "a metric callable",

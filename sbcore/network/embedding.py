@@ -54,6 +54,25 @@ class TimeEmbedding(nn.Module):
         return self.mlp(emb.to(self.mlp[0].weight.dtype))
 
 
+def class_labels(label: Tensor | None, batch: int, num_classes: int, device: torch.device,
+                 null: bool = True) -> Tensor:
+    """Class labels as a (B,) int64 vector in [0, num_classes - 1], or num_classes (the null class) where
+    `null` allows it; None means the null class for every row. A bad shape or range raises ValueError."""
+    if label is None:
+        if not null:
+            raise ValueError(f"this network is class-conditional ({num_classes} classes): pass label=")
+        return torch.full((batch,), num_classes, dtype=torch.int64, device=device)
+    label = torch.as_tensor(label, device=device)
+    if label.ndim == 0:
+        label = label.expand(batch)
+    if label.shape != (batch,) or label.is_floating_point():
+        raise ValueError(f"label must be a ({batch},) integer tensor, got {label.dtype} of shape {tuple(label.shape)}")
+    top = num_classes + (1 if null else 0)
+    if bool(((label < 0) | (label >= top)).any()):
+        raise ValueError(f"label must lie in [0, {top - 1}], got values in [{int(label.min())}, {int(label.max())}]")
+    return label.long()
+
+
 class FourierTimeEmbedding(nn.Module):
     """Learned Fourier features [cos 2 pi B t, sin 2 pi B t] with trainable B ~ N(0, scale^2), then
     Linear-SiLU-Linear (Tancik et al. 2020, Sec. 3; Song et al. 2021's Gaussian Fourier projection)."""

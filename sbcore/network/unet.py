@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sbcore.network.base import Network
-from sbcore.network.embedding import TimeEmbedding, time_like
+from sbcore.network.embedding import TimeEmbedding, class_labels, time_like
 
 
 class ResBlock(nn.Module):
@@ -98,6 +98,11 @@ class UNet(Network):
     leave x in place up to noise, and the first loss is just the target's second moment), which
     keeps early training stable. `cond_channels` > 0 concatenates a same-sized conditioning image,
     passed as ``cond=``, to the input (I2SB's `cond_x1`, Liu et al. 2023, Sec. 4).
+
+    `num_classes` > 0 makes it class-conditional: ``label=`` (B,) integers in [0, num_classes] add a
+    learned embedding to the time embedding (Dhariwal & Nichol 2021, Sec. 3). Label `num_classes` (also
+    what a missing ``label=`` means) is the null class that classifier-free guidance contrasts with
+    (Ho & Salimans 2022, Sec. 3.2), learned by dropping labels in training (`train.label_dropout`).
     """
 
     def __init__(
@@ -111,6 +116,7 @@ class UNet(Network):
         groups: int = 8,
         num_heads: int = 4,
         cond_channels: int = 0,
+        num_classes: int = 0,
     ) -> None:
         super().__init__()
         mults = tuple(int(m) for m in channel_mults)
@@ -121,8 +127,12 @@ class UNet(Network):
         if cond_channels < 0:
             raise ValueError(f"UNet cond_channels must be >= 0, got {cond_channels}")
         self.cond_channels = int(cond_channels)
+        if num_classes < 0:
+            raise ValueError(f"UNet num_classes must be >= 0, got {num_classes}")
+        self.num_classes = int(num_classes)
         time_dim = 4 * channels
         self.time = TimeEmbedding(channels, time_dim)
+        self.label = nn.Embedding(self.num_classes + 1, time_dim) if self.num_classes else None
         self.inp = nn.Conv2d(self.shape[0] + self.cond_channels, widths[0], 3, padding=1)
 
         def stage(c_in: int, c_out: int, attend: bool) -> _Stage:
@@ -153,8 +163,10 @@ class UNet(Network):
 
     def forward(self, x: Tensor, t: Tensor, **cond: Any) -> Tensor:
         image = cond.pop("cond", None) if self.cond_channels else None
+        label = cond.pop("label", None) if self.num_classes else None
         if cond:
-            raise TypeError(f"UNet takes no conditioning inputs{' but cond' if self.cond_channels else ''}, "
+            accepted = [k for k, on in (("cond", self.cond_channels), ("label", self.num_classes)) if on]
+            raise TypeError(f"UNet takes no conditioning inputs{' but ' + ' and '.join(accepted) if accepted else ''}, "
                             f"got {sorted(cond)}")
         if x.ndim != 4 or x.shape[1] != self.shape[0]:
             raise ValueError(f"UNet input must have shape (B, {self.shape[0]}, H, W), got {tuple(x.shape)}")
@@ -165,6 +177,8 @@ class UNet(Network):
                 raise ValueError(f"UNet cond must have shape {want} (cond_channels={self.cond_channels}), got {got}")
             x = torch.cat([x, image.to(x.dtype)], dim=1)
         temb = self.time(time_like(t, x))
+        if self.label is not None:
+            temb = temb + self.label(class_labels(label, x.shape[0], self.num_classes, x.device))
         h = self.inp(x)
         skips = [h]
         for module in self.down:

@@ -38,22 +38,29 @@ class Predictor:
     """A network seen through a process in one direction: one evaluation, converted on demand.
 
     `predict` names what the network outputs (`sbcore.process.base.Prediction`); `cond` is passed to
-    the network as ``cond=`` (e.g. I2SB's corrupted input) when given.
+    the network as ``cond=`` (e.g. I2SB's corrupted input) and `label` as ``label=`` (class labels of a
+    class-conditional network, an int or a (B,) tensor) when given. Guidance wraps a Predictor
+    (`sbcore.sampler.guidance`), so every sampler gains it.
     """
 
     def __init__(
         self, network: Callable[..., Tensor], process: ReferenceProcess, direction: Direction,
-        predict: str = "drift", cond: Tensor | None = None,
+        predict: str = "drift", cond: Tensor | None = None, label: Tensor | int | None = None,
     ) -> None:
         check_direction(direction)
         self.network, self.process, self.direction, self.predict, self.cond = network, process, direction, predict, cond
+        self.label = label
+
+    def inputs(self, label: Tensor | int | None = None) -> dict[str, Any]:
+        """The network's keyword inputs: ``cond=``, and ``label=`` (`label` overrides this Predictor's)."""
+        label = self.label if label is None else label
+        return ({} if self.cond is None else {"cond": self.cond}) | ({} if label is None else {"label": label})
 
     def __call__(self, x: Tensor, t: Tensor) -> Estimate:
-        out = self.network(x, t) if self.cond is None else self.network(x, t, cond=self.cond)
-        return Estimate(self, x, t, out)
+        return Estimate(self, x, t, self.network(x, t, **self.inputs()))
 
     def with_cond(self, cond: Tensor | None) -> Predictor:
-        return Predictor(self.network, self.process, self.direction, self.predict, cond)
+        return Predictor(self.network, self.process, self.direction, self.predict, cond, self.label)
 
 
 def drift_model(drift: Callable[[Tensor, Tensor], Tensor], process: ReferenceProcess,

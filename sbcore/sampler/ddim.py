@@ -87,7 +87,7 @@ class DeterministicPathSampler(FixedGridSampler):
             calls += 1
             return model.network(*args, **kwargs)
 
-        counting = Predictor(counted, model.process, model.direction, model.predict, model.cond)
+        counting = Predictor(counted, model.process, model.direction, model.predict, model.cond, model.label)
         trajectory = super().sample(counting, x_start, grid, callback=callback, return_path=return_path, record=record)
         return attrs.evolve(trajectory, nfe=calls)
 

@@ -25,6 +25,7 @@ from sbcore.metrics.translation import Evaluation, evaluate_translation
 from sbcore.network.base import Network
 from sbcore.process.base import Direction, ReferenceProcess, check_prediction, expand_t
 from sbcore.sampler.base import Callback, Predictor, Trajectory
+from sbcore.sampler.guidance import Guidance, guide
 from sbcore.train.trainer import Trainer
 from sbcore.train.weighting import Weighting, check_weighting, loss_weight
 
@@ -35,16 +36,18 @@ NETWORK_NAME = {"forward": "forward_drift", "backward": "backward_drift"}
 def bridge_matching_loss(
     network: Network, process: ReferenceProcess, x0: Tensor, x1: Tensor, t: Tensor, direction: Direction,
     predict: str = "drift", weighting: Weighting = "uniform", reduction: Literal["sum", "mean"] = "sum",
-    cond: Tensor | None = None,
+    cond: Tensor | None = None, label: Tensor | None = None,
 ) -> Tensor:
     """E lambda(t) ||f_theta(x_t, t) - target(x0, x1, x_t, t)||^2 for one direction.
 
     `reduction="sum"` sums over data dimensions and averages over the batch (the Gaussian
-    benchmark's loss); "mean" averages over every element (common for images).
+    benchmark's loss); "mean" averages over every element (common for images). `cond` and `label` go to
+    the network as ``cond=`` and ``label=`` when given.
     """
     x_t = process.sample_bridge(x0, x1, t)
     target = process.target(predict, x0, x1, x_t, t, direction)
-    out = network(x_t, t) if cond is None else network(x_t, t, cond=cond)
+    inputs = ({} if cond is None else {"cond": cond}) | ({} if label is None else {"label": label})
+    out = network(x_t, t, **inputs)
     err = (out - target).float().pow(2)
     weight = loss_weight(weighting, process, t, direction)
     if weight is not None:
@@ -152,10 +155,16 @@ class BridgeMatching(Trainer):
     def sample(
         self, direction: Direction, x_start: Tensor, steps: int | None = None, return_path: bool = False,
         record: bool = False, cond: Tensor | None = None, callback: Callback | None = None,
+        guidance: Guidance | None = None,
     ) -> Trajectory:
+        """Integrate `direction` from x_start; `guidance` conditions on a class label, optionally guided
+        (`sbcore.sampler.guidance`)."""
         grid = self.sampler.time_grid(self.process, direction, steps, device=self.device)
         cond = cond.to(self.device) if cond is not None else None
-        return self.sampler.sample(self.predictor(direction, cond=cond), x_start.to(self.device), grid,
+        predictor = self.predictor(direction, cond=cond)
+        if guidance is not None:
+            predictor = guide(predictor, guidance)
+        return self.sampler.sample(predictor, x_start.to(self.device), grid,
                                    callback=callback, return_path=return_path, record=record)
 
     def evaluate(self) -> Evaluation:

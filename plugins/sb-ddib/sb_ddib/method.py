@@ -34,6 +34,7 @@ from sbcore.metrics.translation import Evaluation, sample_in_chunks
 from sbcore.network.base import Network
 from sbcore.process.base import Direction, ReferenceProcess, expand_t
 from sbcore.sampler.base import Predictor
+from sbcore.sampler.guidance import null_label
 from sbcore.train.bridge_matching import BridgeMatching, bridge_matching_loss
 
 #: the module name of the single network.
@@ -65,12 +66,16 @@ class DDIBConfig:
     predict: what the network outputs: eps, x0 or v (see the module docstring); the loss is on the eps it implies.
     t_epsilon: margin of the continuous time draw (unused on a discrete process).
     loss_reduction: mean over every element (guided-diffusion) or sum over dimensions.
+    label_dropout: with a class-conditional network (network.num_classes), the fraction of training labels
+        replaced by the null label, so one network also learns the unconditional model that
+        classifier-free guidance contrasts with (Ho & Salimans 2022, Alg. 1; they use 0.1 to 0.2).
     """
 
     eps_skip: bool = True
     predict: Literal["eps", "x0", "v"] = "eps"
     t_epsilon: float = attrs.field(default=1.0e-3, validator=[v.ge(0.0), v.lt(0.5)])
     loss_reduction: Literal["sum", "mean"] = "mean"
+    label_dropout: float = attrs.field(default=0.0, validator=[v.ge(0.0), v.le(1.0)])
 
     def __attrs_post_init__(self) -> None:
         if self.eps_skip and self.predict != "eps":
@@ -135,6 +140,12 @@ class DDIB(BridgeMatching):
         self.directions = ("forward", "backward")
         network = self.add_network(NETWORK, self.run.config.network.build(registry, shape=self.shape))
         self.model = EpsModel(network, self.process, self.method.eps_skip, self.method.predict)
+        self.num_classes = int(getattr(network, "num_classes", 0))
+        if self.method.label_dropout > 0:
+            null_label(network)  # refuses a network without a null label
+        if self.num_classes and getattr(x0, "labels", None) is None:
+            raise ValueError(f"network.num_classes: data.x0 ({x0!r}) has no class labels to train on "
+                             "(labelled sources: mnist, fashion_mnist, emnist_letters)")
 
     def sample_t(self, n: int) -> Tensor:
         size = self.process.grid_size
@@ -143,9 +154,22 @@ class DDIB(BridgeMatching):
         return torch.randint(size, (n,), device=self.device).float() / (size - 1)
 
     def training_loss(self, batch_size: int) -> Tensor:
-        x0, x1 = self.draw_pairs(batch_size)
+        if not self.num_classes:
+            x0, x1 = self.draw_pairs(batch_size)
+            label = None
+        else:
+            twin = torch.Generator().set_state(self.data_generator.get_state())
+            label = self.sources["x0"].labels_of_draw(batch_size, twin)
+            x0 = self.sources["x0"].sample(batch_size, self.data_generator)
+            x1 = self.sources["x1"].sample(batch_size, self.data_generator)
+            x0, x1, label = x0.to(self.device), x1.to(self.device), label.to(self.device)
+            if label.min() < 0 or label.max() >= self.num_classes:
+                raise ValueError(f"data.x0 has labels in [{int(label.min())}, {int(label.max())}] but "
+                                 f"network.num_classes is {self.num_classes}")
+            drop = torch.rand(batch_size, generator=self.data_generator) < self.method.label_dropout
+            label = torch.where(drop.to(self.device), self.num_classes, label)
         return bridge_matching_loss(self.model, self.process, x0, x1, self.sample_t(batch_size), "backward",
-                                    "eps", reduction=self.method.loss_reduction)
+                                    "eps", reduction=self.method.loss_reduction, label=label)
 
     def predictor(self, direction: Direction, network: Network | None = None, cond: Tensor | None = None) -> Predictor:
         model = self.model if network is None else EpsModel(network, self.process, self.method.eps_skip,
