@@ -72,7 +72,8 @@ class ClassifierGuided:
             xg = x.detach().requires_grad_(True)
             logits = self.classifier(xg, t)
             label = torch.as_tensor(self.label, device=x.device).long().expand(x.shape[0])
-            chosen = torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=-1).gather(1, label[:, None]).sum()
+            logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+            chosen = torch.log_softmax(logits, dim=-1).gather(1, label[:, None]).sum()
             grad = torch.autograd.grad(chosen, xg)[0]
         b = p.process.coefficients(t)[1]
         return eps - self.scale * expand_t(b, x) * grad.to(eps.dtype)
