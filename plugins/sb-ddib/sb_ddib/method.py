@@ -143,8 +143,8 @@ class DDIB(BridgeMatching):
         self.num_classes = int(getattr(network, "num_classes", 0))
         if self.method.label_dropout > 0:
             null_label(network)  # refuses a network without a null label
-        if self.num_classes and getattr(x0, "labels", None) is None:
-            raise ValueError(f"network.num_classes: data.x0 ({x0!r}) has no class labels to train on "
+        if self.num_classes and getattr(self.sources["x0"], "labels", None) is None:
+            raise ValueError(f"network.num_classes: data.x0 ({self.sources['x0']!r}) has no class labels to train on "
                              "(labelled sources: mnist, fashion_mnist, emnist_letters)")
 
     def sample_t(self, n: int) -> Tensor:

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from sb_ddib import guided
 from sb_ddib.figures import translation_figure
 from sbcore.config import SamplerSpec
 from sbcore.errors import UserError
@@ -38,8 +39,10 @@ from sbcore.seeding import derive_seeds
 
 USAGE = ("sbcore translate source=RUN_OR_DIFFUSERS_DIR target=RUN_OR_DIFFUSERS_DIR "
          "(input=FILE_OR_FOLDER [key=ARRAY] | n=N) [steps=S] "
-         "[sampler=ddim|ddim_heun] [cycle=true] [seed=0] [device=auto] [out=DIR]")
-OPTIONS = ("source", "target", "input", "key", "n", "steps", "sampler", "cycle", "seed", "device", "out")
+         "[sampler=ddim|ddim_heun] [cycle=true] [seed=0] [device=auto] [out=DIR] "
+         "[source_label=K] [target_label=K [guidance.scale=S] [guidance.classifier=FILE.safetensors]]")
+OPTIONS = ("source", "target", "input", "key", "n", "steps", "sampler", "cycle", "seed", "device", "out",
+           *guided.OPTIONS)
 #: config sections that say what a run's weights are; shown side by side when they differ.
 COMPARED = ("data", "network", "method", "train", "sampler")
 
@@ -115,20 +118,30 @@ def translate_runs(opts: dict[str, str]) -> dict[str, Any]:
     source.sampler = target.sampler = sampler
     torch_seed, data_seed, fresh_seed = derive_seeds(_int({"seed": opts.get("seed", "0")}, "seed"), count=3)
     names = None
+    encode, decode = guided.guidance_options(opts, target.device)  # class labels and guidance (sb_ddib.guided)
     if "input" in opts:
         x, names = read_inputs(Path(opts["input"]), tuple(source.shape), opts.get("key"))
+    elif encode:
+        x = guided.draw_class(source, _int({"n": opts.get("n", "1000")}, "n"), encode["guidance"].label,
+                              torch.Generator().manual_seed(data_seed))
     else:
         x = source.draw("x0", _int({"n": opts.get("n", "1000")}, "n"), torch.Generator().manual_seed(data_seed))
     torch.manual_seed(torch_seed)
-    latent = sample_in_chunks(source, "forward", x)
-    y = sample_in_chunks(target, "backward", latent.x)
+    latent = sample_in_chunks(source, "forward", x, **encode)
+    y = sample_in_chunks(target, "backward", latent.x, **decode)
     arrays = {"source": x, "latent": latent.x, "target": y.x}
     record: dict[str, Any] = {"source_run": opts["source"], "target_run": opts["target"], "n": len(x),
                               "sampler": repr(sampler), "nfe_per_solve": latent.nfe, "differences": differences,
                               "latent_mean": float(latent.x.mean()), "latent_std": float(latent.x.std())}
-    if opts.get("cycle", "true") == "true":
-        arrays["latent_2"] = sample_in_chunks(target, "forward", y.x).x
-        arrays["cycle"] = sample_in_chunks(source, "backward", arrays["latent_2"]).x
+    if decode:
+        record["target_label"] = decode["guidance"].label
+        record["guidance_scale"] = decode["guidance"].scale
+        record["guidance_classifier"] = opts.get("guidance.classifier")
+        record["target_class_accuracy"] = guided.class_accuracy(target, y.x, decode["guidance"].label)
+    if opts.get("cycle", "true") == "true":  # back along the same labels, unguided
+        back = {"guidance": guided.Guidance(decode["guidance"].label)} if decode else {}
+        arrays["latent_2"] = sample_in_chunks(target, "forward", y.x, **back).x
+        arrays["cycle"] = sample_in_chunks(source, "backward", arrays["latent_2"], **encode).x
         record["cycle_l2"] = cycle_stats(x, arrays["cycle"])
     if x.ndim == 2:  # distribution distances against fresh samples of each run's own domain
         fresh = torch.Generator().manual_seed(fresh_seed)
@@ -193,6 +206,9 @@ def command(args: argparse.Namespace) -> int:
               f"{s['source_vs_target']:.4f} (source vs fresh source {s['source_vs_source']:.4f})")
     for key, value in record.get("image_metrics", {}).items():
         print(f"  {key:32s} {value:.4f}")
+    if record.get("target_class_accuracy") is not None:
+        print(f"  {'target_class_accuracy':32s} {record['target_class_accuracy']:.4f} (class {record['target_label']}, "
+              f"guidance scale {record['guidance_scale']:g})")
     print(f"wrote {out}/translation.npz, translation.json and pictures")
     return 0
 
