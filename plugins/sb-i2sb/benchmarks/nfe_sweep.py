@@ -15,7 +15,9 @@ distance of the digits CNN's features (sbcore.metrics.digits, not Inception FID)
 images; with ``--reference``, the same distance to the statistics of a whole split (``fid``) beside
 the clean test images' own distance to them (``fid_floor``). Theory (spec i2sb_ddib.md §1.12): NFE 1 is
 about the posterior mean, so its PSNR is highest; posterior samples at large NFE lose about
-10 log10 2 = 3 dB while their features get closer to the data.
+10 log10 2 = 3 dB while their features get closer to the data. ``--ot-ode`` adds, for every NFE, the same
+run sampled with OT-ODE chosen at sampling time (the i2sb sampler's ``ot_ode: true``: the posterior mean
+only), whatever the run trained with.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--reference", type=Path, help="feature statistics from `sbcore stats` (extractor digits)")
     parser.add_argument("--out", type=Path, help="JSON file for the table (default: RUN/nfe_sweep.json)")
+    parser.add_argument("--ot-ode", action="store_true", help="also sample every NFE with OT-ODE at sampling time")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     n = args.n if args.n == "all" else int(args.n)
@@ -81,6 +84,12 @@ def main(argv: list[str] | None = None) -> int:
         rows[f"I2SB NFE {nfe}"] = {**row(evaluate_trainer(trainer, meta, n, specs, args.seed, steps=nfe)),
                                    "seconds": time.perf_counter() - start}
         print(f"NFE {nfe}: {rows[f'I2SB NFE {nfe}']}", flush=True)
+        if args.ot_ode:
+            trainer.sampler.ot_ode, start = True, time.perf_counter()
+            rows[f"I2SB OT-ODE NFE {nfe}"] = {**row(evaluate_trainer(trainer, meta, n, specs, args.seed, steps=nfe)),
+                                              "seconds": time.perf_counter() - start}
+            trainer.sampler.ot_ode = None
+            print(f"OT-ODE NFE {nfe}: {rows[f'I2SB OT-ODE NFE {nfe}']}", flush=True)
     first = next(iter(rows.values()))
     print(f"{args.run} (step {meta.get('step', '?')}), {first['split']} split, n = {first['n']}")
     shown = [c for c in COLUMNS if c in first]
