@@ -12,7 +12,9 @@ of stage n - 1. This module is that loop, configured rather than written by each
   (`self.predictor(direction, network=teacher)` on `self.sampler.time_grid(...)`), into a
   `SimulationCache` of endpoint pairs, or of whole paths with their times when `cache_paths` is set,
   rebuilt every `refresh_every` steps; teacher and cache are saved in the checkpoint, so a run resumed
-  mid-stage is bit-identical to one that was never stopped.
+  mid-stage is bit-identical to one that was never stopped;
+* with ``train.lr_span: stage`` the learning-rate schedule (warm-up and decay, `sbcore.train.lr_schedule`)
+  restarts with every stage over its own length (`lr_span`); the default spans the whole run.
 
 A method subclasses both halves and overrides only what differs::
 
