@@ -42,6 +42,7 @@ from sb_sdsb.chain import OUTPUT, ChainPath, dsb_noiser, flow_noiser, network_ti
 from sb_sdsb.gamma import parse_gamma
 from sb_sdsb.init import VelocityFromEps, from_velocity
 from sbcore.config import CouplingSpec, SamplerSpec
+from sbcore.io import checkpoint as ckpt
 from sbcore.io import plots
 from sbcore.metrics.translation import Evaluation
 from sbcore.network.base import Network
@@ -50,6 +51,7 @@ from sbcore.process.vp import VPDiffusion
 from sbcore.sampler.base import Predictor
 from sbcore.train.alternating import AlternatingBridgeMatching, Schedule, Stage
 from sbcore.train.bridge_matching import NETWORK_NAME
+from sbcore.train.init_from import checkpoint_of
 
 #: direction -> network name (the sides it maps, not forward/backward).
 NETWORK: dict[str, str] = {"forward": "x0_to_x1", "backward": "x1_to_x0"}
@@ -169,10 +171,29 @@ class SDSB(AlternatingBridgeMatching):
                 raise ValueError(f"network.steps ({steps}) must equal method.training_timesteps "
                                  f"({m.training_timesteps}): the network embeds the chain's integer step")
         self.gammas = parse_gamma(m.gamma).values(m.training_timesteps)
+        if self.cfg.init_from is not None:
+            self.check_init_source(self.cfg.init_from)
         if m.network_output == "vp_eps" and not isinstance(self.process, VPDiffusion):
             raise ValueError(f"method.network_output: vp_eps reads x0_to_x1 as a VP diffusion model: set the process "
                              f"section to the pretrained run's, e.g. process: {{kind: vp, steps: 4000}}; got "
                              f"{self.run.config.process.kind!r}")
+
+    def check_init_source(self, source: str) -> None:
+        """Refuse a pretrained run whose output this run would misread: an FM velocity or a VP eps loaded as a
+        network of another output without `network_output` saying so."""
+        config = ckpt.read_metadata(checkpoint_of(source)).get("config", {})
+        section = config.get("method") or {}
+        plugin, predict = config.get("plugin"), section.get("predict")
+        m = self.method
+        if plugin == "ddib" and (predict not in (None, "eps") or section.get("eps_skip", True) != m.eps_skip):
+            raise ValueError(f"train.init_from: {source} is a ddib run with predict: {predict or 'eps'}, eps_skip: "
+                             f"{section.get('eps_skip', True)}; network_output: vp_eps reads an eps model: set "
+                             f"method.eps_skip: {section.get('eps_skip', True)} (predict must be eps)")
+        needed = ("velocity" if plugin == "bm" and predict == "velocity" and m.predict != "velocity" else
+                  "vp_eps" if plugin == "ddib" else None)
+        if needed is not None and m.network_output != needed:
+            raise ValueError(f"train.init_from: {source} is a {plugin} run predicting {predict or 'eps'}; this run's "
+                             f"x0_to_x1 ({m.target} target) reads it with method.network_output: {needed}")
 
     # ---- the alternating service's hooks -------------------------------------------------------
 

@@ -132,6 +132,9 @@ def test_tr_and_s_dsb_start_from_a_flow_matching_run(tmp_path, plugins, fm_run, 
     fm_net = ckpt.load_networks(ckpt.list_checkpoints(fm_run / "checkpoints")[-1], plugins.registry)["forward_drift"]
     raw = sdsb_config(tmp_path, f"init-{reparam}", {"reparam": reparam, "network_output": "velocity"}, network)
     raw["train"].update(init_from=str(fm_run), init_map={"x0_to_x1": "forward_drift"})
+    native = structure_config({**raw, "method": {**raw["method"], "network_output": "native"}}, plugins.registry)
+    with pytest.raises(ValueError, match="is a bm run predicting velocity.*network_output: velocity"):
+        SDSB(Run(config=native, dir=tmp_path, plugins=plugins, device=torch.device("cpu"))).setup()
     config = structure_config(raw, plugins.registry)
     assert config.method.skip_first_epoch and config.train.steps == 6
     trainer = SDSB(Run(config=config, dir=tmp_path, plugins=plugins, device=torch.device("cpu")))
@@ -161,6 +164,9 @@ def test_s_dsb_starts_from_a_pretrained_vp_model(tmp_path, plugins):
     raw = sdsb_config(tmp_path, "from-vp", {"reparam": "term", "network_output": "vp_eps", "eps_skip": True},
                       network, process={"kind": "vp", "steps": 100})
     raw["train"].update(init_from=str(tmp_path / "runs" / "vp"), init_map={"x0_to_x1": "eps"})
+    mismatch = structure_config({**raw, "method": {**raw["method"], "eps_skip": False}}, plugins.registry)
+    with pytest.raises(ValueError, match="set method.eps_skip: True"):
+        SDSB(Run(config=mismatch, dir=tmp_path, plugins=plugins, device=torch.device("cpu"))).setup()
     config = structure_config(raw, plugins.registry)
     trainer = SDSB(Run(config=config, dir=tmp_path, plugins=plugins, device=torch.device("cpu")))
     trainer.prepare()
