@@ -109,6 +109,13 @@ class MetricSpec(Component):
 
 
 @attrs.frozen
+class LatentSpec(Component):
+    """``data.latent``: ``{kind: NAME, ...constructor params}`` of a latent codec (`sbcore.data.latent`)."""
+
+    registry_kind = "latent"
+
+
+@attrs.frozen
 class DataSource(Component):
     """A data source section: ``{source: NAME, ...constructor params}``."""
 
@@ -147,11 +154,13 @@ def schema_for(component: type) -> type:
 @attrs.frozen
 class DataConfig:
     """Either two unpaired sides `x0` and `x1`, or one `pairs` source for paired data; `x0` alone for a
-    method that makes x1 from it (I2SB's corruption operators)."""
+    method that makes x1 from it (I2SB's corruption operators). `latent`: train the bridge between the
+    latent codes of both sides (`sbcore.data.latent`)."""
 
     x0: DataSource | None = None
     x1: DataSource | None = None
     pairs: DataSource | None = None
+    latent: LatentSpec | None = None
 
     def __attrs_post_init__(self) -> None:
         if self.pairs is None and self.x0 is None:

@@ -90,6 +90,9 @@ def diffusers_parts(trainer: Any) -> tuple[Any, dict[str, Any]]:
     config = trainer.run.config
     supported = ("format=diffusers exports runs on process: vp with steps: N whose one network is diffusers_unet "
                  "and whose method.predict is eps, x0 or v (the ddib method)")
+    if config.data.latent is not None:
+        raise UserError(f"{supported}; this run is a latent bridge (data.latent), whose decoder a DDPM pipeline "
+                        "does not hold")
     process = trainer.process
     if not isinstance(process, VPDiffusion) or process.steps is None:
         raise UserError(f"{supported}; this run's process is {process!r}")

@@ -15,6 +15,7 @@ KINDS: dict[str, str] = {
     "classifier": "a noisy classifier Network class, forward(x, t) -> class logits (guidance.classifier)",
     "sampler": "a Sampler class",
     "dataset": "a data source class",
+    "latent": "a latent codec class (``data.latent``: encode(pixels) -> codes, decode(codes) -> pixels)",
     "metric": "a metric callable",
     "logger": "a logger plugin object (lifecycle hook implementations)",
 }

@@ -31,7 +31,7 @@ from sbcore.io import checkpoint as ckpt
 from sbcore.io import plots
 from sbcore.io.files import atomic_write
 from sbcore.metrics.eval_data import Split, evaluation_data
-from sbcore.metrics.translation import sample_in_chunks
+from sbcore.metrics.translation import pixels, sample_in_chunks
 from sbcore.options import existing_dir, existing_path, option, parse_options, positive, suffix, with_extra
 from sbcore.plugins import get_plugins
 from sbcore.process.base import ENDS
@@ -243,6 +243,8 @@ def sample_command(items: list[str]) -> int:
     names, split = None, None
     output = trainer.run.config.eval.output
     if opts.input is not None:
+        if trainer.run.config.data.latent is not None:
+            raise UserError("input= of a latent bridge (data.latent) is not supported; sample it with n=N")
         inputs, names = read_inputs(opts.input, tuple(trainer.shape), opts.key)
     else:
         n = opts.n or 1000
@@ -252,6 +254,8 @@ def sample_command(items: list[str]) -> int:
     torch.manual_seed(torch_seed)
     traj = sample_in_chunks(trainer, direction, inputs, steps=opts.steps, return_path=opts.path, output=output,
                             **options)
+    if trainer.latent_codec() is not None:  # a latent bridge: inputs and outputs saved as pixels, a path as codes
+        inputs, traj = pixels(trainer, inputs), attrs.evolve(traj, x=pixels(trainer, traj.x))
     out = opts.out or opts.run / f"samples_{direction}.npz"
     arrays = {start: inputs.numpy(), end: traj.x.numpy(), "nfe": np.array(traj.nfe)}
     if traj.path is not None:

@@ -12,6 +12,7 @@ from sbcore.data.arrays import ArraysSource
 from sbcore.data.gaussian import GaussianSource
 from sbcore.data.image_folder import ImageFolderSource
 from sbcore.data.images import MNIST, EMNISTLetters, FashionMNIST
+from sbcore.data.latent import DiffusersVAE
 from sbcore.data.memory import ShapeOnly, describe
 from sbcore.data.shards import ShardSource, index_path, write_shards
 from sbcore.data.toy2d import Toy2D
@@ -34,6 +35,7 @@ def sbcore_register(registry: Registry) -> None:
     registry.add("dataset", "arrays", ArraysSource)
     registry.add("dataset", "image_folder", ImageFolderSource)
     registry.add("dataset", "shards", ShardSource)
+    registry.add("latent", "diffusers_vae", DiffusersVAE)
     registry.add("dataset", "shape_only", ShapeOnly)
 
 

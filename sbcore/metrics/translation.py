@@ -50,6 +50,8 @@ class Translation:
     data: (n, *D) independent draws of the end side (what the outputs should be distributed like).
     partner: (n, *D) the true end-side partner of each input when the data is paired, else None.
     labels: (n,) the class of each input as its source labels it (for classifier accuracy), else None.
+    codes: with ``data.latent`` the inputs' latent codes, which the sampler started from; the other tensors
+        are then decoded to pixels (pictures and image metrics see pixels). None otherwise.
     """
 
     direction: Direction
@@ -58,6 +60,7 @@ class Translation:
     data: Tensor
     partner: Tensor | None
     labels: Tensor | None = None
+    codes: Tensor | None = None
 
     @property
     def start(self) -> str:
@@ -150,14 +153,25 @@ def translate(
             traj = sample_in_chunks(trainer, direction, inputs, steps=steps, chunk=chunk, progress=progress,
                                     return_path=inputs.ndim == 2 and output == "final", output=output)
             labels = source_labels(trainer, start, len(inputs), torch.Generator().manual_seed(input_seed))
+            codes = None
+            if trainer.latent_codec() is not None:  # a latent bridge: scored and pictured in pixels
+                codes = inputs
+                inputs, data, partner = (pixels(trainer, t) for t in (inputs, data, partner))
+                traj = Trajectory(pixels(trainer, traj.x), None, traj.nfe)
+            codes = distributed.gather_to_main(codes) if codes is not None else None
             gathered = [distributed.gather_to_main(t) for t in (inputs, data, traj.x)]
             partner = distributed.gather_to_main(partner) if partner is not None else None
             labels = distributed.gather_to_main(labels) if labels is not None else None
             path = distributed.gather_to_main(traj.path, dim=1) if traj.path is not None else None
             if gathered[0] is not None:
                 result[direction] = Translation(direction, gathered[0], Trajectory(gathered[2], path, traj.nfe),
-                                                gathered[1], partner, labels)
+                                                gathered[1], partner, labels, codes)
     return result if distributed.rank_of() == 0 else None
+
+
+def pixels(trainer: Trainer, x: Tensor | None) -> Tensor | None:
+    """Latent codes decoded to pixels on the trainer's device, returned on the CPU."""
+    return None if x is None else trainer.to_pixels(x.to(trainer.device)).float().cpu()
 
 
 def source_labels(trainer: Trainer, side: str, n: int, generator: torch.Generator) -> Tensor | None:
@@ -218,12 +232,13 @@ def draw_pictures(trainer: Trainer, translations: dict[str, Translation]) -> Non
             plots.trajectories_2d(folder / f"{tag}_paths.png", tr.outputs.path[:, :PICTURE_SAMPLES, :2],
                                   source=source, target=target, title=title)
         elif tr.inputs.ndim == 4:
-            few = trainer.sample(direction, tr.inputs[:PICTURE_SAMPLES], return_path=True)
+            start = tr.codes if tr.codes is not None else tr.inputs
+            few = trainer.sample(direction, start[:PICTURE_SAMPLES], return_path=True)
             plots.image_grid(folder / f"{tag}_input.png", tr.inputs[:PICTURE_SAMPLES])
-            plots.image_grid(folder / f"{tag}_output.png", few.x.float().cpu())
+            plots.image_grid(folder / f"{tag}_output.png", pixels(trainer, few.x))
             if tr.partner is not None:
                 plots.image_grid(folder / f"{tag}_partner.png", tr.partner[:PICTURE_SAMPLES])
-            plots.trajectory_gif(folder / f"{tag}.gif", few.path[:, :16].float().cpu())
+            plots.trajectory_gif(folder / f"{tag}.gif", torch.stack([pixels(trainer, x) for x in few.path[:, :16]]))
 
 
 def _moments(side: str, samples: Tensor, trainer: Trainer) -> tuple[Tensor, Tensor]:

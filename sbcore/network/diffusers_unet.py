@@ -41,19 +41,20 @@ def _diffusers() -> Any:
     return require("diffusers", "diffusers", "network kind diffusers_unet")
 
 
-def unet_folder(pretrained: str) -> tuple[str, str | None]:
-    """(path or hub id, subfolder) of the UNet: a pipeline folder's ``unet/`` or the folder itself."""
+def model_folder(pretrained: str, sub: str) -> tuple[str, str | None]:
+    """(path or hub id, subfolder) of one model of a pipeline: its folder `sub` (``unet``, ``vae``) or the
+    folder itself when that is a model folder."""
     path = Path(pretrained)
     if path.is_dir():
-        if (path / "unet" / "config.json").is_file():
-            return str(path), "unet"
+        if (path / sub / "config.json").is_file():
+            return str(path), sub
         if (path / "config.json").is_file():
             return str(path), None
         raise UserError(f"pretrained={pretrained}: neither a diffusers model folder (config.json) nor a pipeline "
-                        "folder (unet/config.json)")
+                        f"folder ({sub}/config.json)")
     if path.exists() or pretrained.startswith((".", "/", "~")) or pretrained.count("/") != 1:
         raise UserError(f"pretrained={pretrained}: no such folder (and not a hub id of the form owner/name)")
-    return pretrained, "unet"
+    return pretrained, sub
 
 
 def scheduler_config(pretrained: str) -> dict[str, Any] | None:
@@ -68,7 +69,7 @@ def scheduler_config(pretrained: str) -> dict[str, Any] | None:
 def load_unet(pretrained: str) -> Any:
     """UNet2DModel.from_pretrained from safetensors only (nothing unpickles); a hub id may download."""
     diffusers = _diffusers()
-    where, subfolder = unet_folder(pretrained)
+    where, subfolder = model_folder(pretrained, "unet")
     local = Path(where).is_dir()
     options = {"use_safetensors": True, "low_cpu_mem_usage": False, "local_files_only": local}
     tries = [subfolder] if local else [subfolder, None]  # a hub id: a pipeline's unet/, else a model repository

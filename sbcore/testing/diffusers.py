@@ -39,3 +39,15 @@ def ddpm_folder(folder: Path, channels: int = 1, size: int = 8, seed: int = 0, s
         unet.conv_out.bias.mul_(scale)
     diffusers.DDPMPipeline(unet=unet, scheduler=diffusers.DDPMScheduler(**scheduler)).save_pretrained(folder)
     return folder
+
+
+def vae_folder(folder: Path, channels: int = 1, latent_channels: int = 2, seed: int = 0) -> Path:
+    """A tiny AutoencoderKL (one downsampling: H x W -> H/2 x W/2 codes) saved by ``save_pretrained``."""
+    diffusers = require("diffusers", "diffusers", "tiny diffusers models")
+    torch.manual_seed(seed)
+    vae = diffusers.AutoencoderKL(
+        in_channels=channels, out_channels=channels, latent_channels=latent_channels, block_out_channels=[8, 16],
+        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2, layers_per_block=1,
+        norm_num_groups=4, sample_size=16)
+    vae.save_pretrained(folder)
+    return folder

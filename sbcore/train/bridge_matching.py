@@ -83,12 +83,11 @@ class BridgeMatching(Trainer):
 
     def open_data(self, data: Any) -> dict[str, Any]:
         """``pairs`` (a PairedSource or None) and ``sources`` (side -> Source, or None) from `data`."""
-        registry = self.run.registry
         if data.pairs is not None:
-            return {"pairs": data.pairs.build(registry), "sources": None}
+            return {"pairs": self.open_source(data, "pairs"), "sources": None}
         if data.x1 is None:
             raise ValueError(f"method {self.run.config.plugin!r} needs data.x1 as well as data.x0 (or data.pairs)")
-        sources = {"x0": data.x0.build(registry), "x1": data.x1.build(registry)}
+        sources = {"x0": self.open_source(data, "x0"), "x1": self.open_source(data, "x1")}
         if sources["x0"].shape != sources["x1"].shape:
             raise ValueError(
                 f"data.x0 has shape {sources['x0'].shape} but data.x1 has {sources['x1'].shape}; "

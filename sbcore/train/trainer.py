@@ -128,6 +128,31 @@ class Trainer(ABC):
         ``data``: the training data in `setup`, held-out data for evaluation (`drawing_from`)."""
         raise NotImplementedError(f"method {self.run.config.plugin!r} cannot draw from other data")
 
+    def open_source(self, data: Any, side: str) -> Any:
+        """``data.<side>`` built; with the run's ``data.latent``, the latent codes of its items (encoded once,
+        cached beside the runs: `sbcore.data.latent`). A method whose `open_data` builds through here
+        supports latent bridges."""
+        spec = getattr(data, side)
+        source = spec.build(self.run.registry)
+        if self.run.config.data.latent is None:
+            return source
+        from sbcore.data.latent import encode_source
+
+        cache = Path(self.run.config.out) / ".latents"
+        return encode_source(source, spec, self.latent_codec(), cache, f"data.{side}")
+
+    def latent_codec(self) -> Any:
+        """The run's latent codec (None without ``data.latent``), built once, on the run's device."""
+        spec = self.run.config.data.latent
+        if spec is not None and getattr(self, "latent", None) is None:
+            self.latent = spec.build(self.run.registry).to(self.device)
+        return getattr(self, "latent", None)
+
+    def to_pixels(self, x: Tensor) -> Tensor:
+        """Samples as pictures: decoded from latent codes with ``data.latent``, else unchanged."""
+        codec = self.latent_codec()
+        return x if codec is None else codec.decode(x)
+
     @contextlib.contextmanager
     def drawing_from(self, opened: dict[str, Any]) -> Iterator[None]:
         """`draw` reads `opened` (from `open_data`) inside the block and the training data again after it."""
@@ -309,6 +334,9 @@ class Trainer(ABC):
             return
         self._seed()
         self.setup()
+        if self.run.config.data.latent is not None and getattr(self, "latent", None) is None:
+            raise UserError(f"data.latent: method {self.run.config.plugin!r} does not build its data through "
+                            "Trainer.open_source, so it cannot train in latent space")
         for net in self.networks.values():
             _registered_name(self.run, type(net))
         if self.cfg.init_from is not None:

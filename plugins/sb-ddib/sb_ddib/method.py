@@ -116,11 +116,10 @@ class DDIB(BridgeMatching):
 
     def open_data(self, data: Any) -> dict[str, Any]:
         """The domain (x0) and its latent: data.x1 when given, else white noise of the data's shape."""
-        registry = self.run.registry
         if data.pairs is not None:
             raise ValueError("data.pairs: ddib trains each domain's model alone; give data.x0 (the domain) only")
-        x0 = data.x0.build(registry)
-        x1 = data.x1.build(registry) if data.x1 is not None else Noise(list(x0.shape))
+        x0 = self.open_source(data, "x0")
+        x1 = self.open_source(data, "x1") if data.x1 is not None else Noise(list(x0.shape))
         if tuple(x1.shape) != tuple(x0.shape):
             raise ValueError(f"data.x1 has shape {tuple(x1.shape)} but data.x0 has {tuple(x0.shape)}; "
                              "the latent is noise of the data's shape")
