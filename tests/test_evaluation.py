@@ -88,7 +88,9 @@ def test_paired_psnr_ssim_are_logged_and_sbcore_eval_reproduces_them(paired_run)
         assert f"eval/{key}" in final, key
     assert final["eval/captured"] == 6.0
     record = evaluate_run(run_dir, n=24, seed=7)  # the run's seed and eval_samples: its final evaluation
-    assert record["metrics"].keys() == {"forward/msd", "forward/mmd", "backward/msd", "backward/mmd"}
+    # the configured metrics, plus PSNR/SSIM against the true partners (paired images)
+    assert record["metrics"].keys() == {f"{d}/{m}" for d in ("forward", "backward")
+                                        for m in ("msd", "mmd", "psnr", "ssim")}
     for key, value in record["metrics"].items():
         assert value == final[f"eval/{key}"], key
     paired = evaluate_run(run_dir, n=24, seed=7, metrics=["psnr", "ssim"])["metrics"]
