@@ -121,3 +121,30 @@ def test_evaluation_shards_are_gathered_on_rank_zero(tmp_path):
     out = load_file(str(results))
     assert out["x"][:, 0].tolist() == [0, 0, 0, 1, 1]
     assert out["path"].shape == (4, 5, 2) and out["path"][0, :, 0].tolist() == [0, 0, 0, 1, 1]
+
+
+def _whole_split_worker(rank: int, init_file: str, results: str) -> None:
+    import torch.distributed as dist
+
+    from sbcore.data.memory import MemorySource
+    from sbcore.launch.distributed import gather_to_main
+    from sbcore.metrics.eval_data import WholeSplit
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        source = MemorySource(torch.arange(7.0).view(7, 1), name="seven", labels=torch.arange(7) * 10)
+        whole = WholeSplit(source)
+        got = gather_to_main(whole.sample(0, torch.Generator()))
+        labels = gather_to_main(whole.labels_of_draw(0, torch.Generator()))
+        if rank == 0:
+            save_file({"x": got, "labels": labels}, results)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_whole_split_is_sharded_and_gathered_back_in_order(tmp_path):
+    """n=all under DDP: each rank evaluates its contiguous share; rank 0 gets every item once, in order."""
+    results = tmp_path / "whole.safetensors"
+    torch.multiprocessing.spawn(_whole_split_worker, args=(str(tmp_path / "init"), str(results)), nprocs=2)
+    out = load_file(str(results))
+    assert out["x"][:, 0].tolist() == list(range(7)) and out["labels"].tolist() == [10 * i for i in range(7)]

@@ -75,3 +75,11 @@ def test_msd_and_shape_errors():
     assert MSD().reference == "source" and not MSD.images_only
     with pytest.raises(ValueError, match="one shape"):
         ssim(x, torch.zeros(4, 1, 5, 6))
+
+
+def test_psnr_metric_scores_outputs_clipped_to_the_image_range():
+    target = torch.zeros(2, 1, 4, 4)
+    over = torch.full((2, 1, 4, 4), 3.0)  # clipped to 1: MSE 1, PSNR 10 log10(4)
+    g = torch.Generator()
+    assert PSNR()(over, target, g) == pytest.approx(10 * math.log10(4.0))
+    assert PSNR(clip=False)(over, target, g) == pytest.approx(10 * math.log10(4 / 9))

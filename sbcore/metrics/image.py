@@ -81,13 +81,18 @@ class MSD(Metric):
 class _AgainstReference(Metric):
     images_only = True
 
-    def __init__(self, data_range: float = 2.0, against: str = "paired") -> None:
+    def __init__(self, data_range: float = 2.0, against: str = "paired", clip: bool = True) -> None:
         if against not in ("paired", "source"):
             raise ValueError(f"against must be 'paired' (the true partner) or 'source' (the input), got {against!r}")
         if not data_range > 0:
             raise ValueError(f"data_range must be > 0, got {data_range}")
         self.data_range = data_range
         self.against = against
+        self.clip = clip
+
+    def image(self, generated: Tensor) -> Tensor:
+        """The outputs as saved images: clipped to [-1, 1] (`clip`), as restoration papers score them."""
+        return generated.clamp(-1, 1) if self.clip else generated
 
     @property
     def reference(self) -> Reference:  # type: ignore[override]
@@ -95,14 +100,15 @@ class _AgainstReference(Metric):
 
 
 class PSNR(_AgainstReference):
-    """PSNR of each output against its true partner (paired data) or its input (`against: source`)."""
+    """PSNR of each output (clipped to [-1, 1] unless ``clip: false``) against its true partner (paired
+    data) or its input (`against: source`)."""
 
     def __call__(self, generated: Tensor, reference: Tensor, generator: torch.Generator) -> float:
-        return psnr(generated, reference, self.data_range)
+        return psnr(self.image(generated), reference, self.data_range)
 
 
 class SSIM(_AgainstReference):
     """SSIM of each output against its true partner (paired data) or its input (`against: source`)."""
 
     def __call__(self, generated: Tensor, reference: Tensor, generator: torch.Generator) -> float:
-        return ssim(generated, reference, self.data_range)
+        return ssim(self.image(generated), reference, self.data_range)
