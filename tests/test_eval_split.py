@@ -189,6 +189,12 @@ def test_sample_from_inputs_needs_only_the_run_folder(tagged_run, tmp_path):
     finally:
         for name in ("x0_train.npy", "x1_train.npy", "x0_test.npy", "x1_test.npy"):
             (tmp_path / name).rename(run.parent.parent / name)
+    (run / "data.json").rename(tmp_path / "data.json")  # a run from before data.json: its data are rebuilt
+    try:
+        assert main(["sample", f"run={run}", f"input={tmp_path / 'mine.npy'}", f"out={tmp_path / 'p.npz'}"]) == 0
+        np.testing.assert_array_equal(np.load(tmp_path / "p.npz")["x1"], np.load(tmp_path / "o.npz")["x1"])
+    finally:
+        (tmp_path / "data.json").rename(run / "data.json")
 
 
 def test_shards_of_a_whole_split_cover_it_once(monkeypatch):

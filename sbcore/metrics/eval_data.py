@@ -146,7 +146,7 @@ def evaluation_data(trainer: Any, split: Split, every_item: bool = False) -> Ite
     source when `every_item`); the training data again after it."""
     config = trainer.run.config
     data, notes = eval_data_config(config, trainer.run.registry, split)
-    if split == "train" and not every_item:
+    if data == config.data and not every_item:  # the training sources themselves: nothing to rebuild
         yield EvalData(split, notes)
         return
     try:

@@ -32,6 +32,7 @@ from sbcore.errors import UserError
 from sbcore.io import plots
 from sbcore.io.files import atomic_write
 from sbcore.metrics.digits import domain_accuracy, feature_distance
+from sbcore.metrics.eval_data import evaluation_data
 from sbcore.metrics.translation import sample_in_chunks
 from sbcore.metrics.vector import sliced_wasserstein2
 from sbcore.sample import load_trainer, read_inputs
@@ -117,7 +118,7 @@ def translate_runs(opts: dict[str, str]) -> dict[str, Any]:
     sampler = _sampler(source, opts)
     source.sampler = target.sampler = sampler
     torch_seed, data_seed, fresh_seed = derive_seeds(_int({"seed": opts.get("seed", "0")}, "seed"), count=3)
-    names = None
+    names, split = None, None
     encode, decode = guided.guidance_options(opts, target.device)  # class labels and guidance (sb_ddib.guided)
     if "input" in opts:
         x, names = read_inputs(Path(opts["input"]), tuple(source.shape), opts.get("key"))
@@ -125,12 +126,14 @@ def translate_runs(opts: dict[str, str]) -> dict[str, Any]:
         x = guided.draw_class(source, _int({"n": opts.get("n", "1000")}, "n"), encode["guidance"].label,
                               torch.Generator().manual_seed(data_seed))
     else:
-        x = source.draw("x0", _int({"n": opts.get("n", "1000")}, "n"), torch.Generator().manual_seed(data_seed))
+        with evaluation_data(source, "test") as used:  # held-out digits: the source run's test split
+            x = source.draw("x0", _int({"n": opts.get("n", "1000")}, "n"), torch.Generator().manual_seed(data_seed))
+        split = used.split
     torch.manual_seed(torch_seed)
     latent = sample_in_chunks(source, "forward", x, **encode)
     y = sample_in_chunks(target, "backward", latent.x, **decode)
     arrays = {"source": x, "latent": latent.x, "target": y.x}
-    record: dict[str, Any] = {"source_run": opts["source"], "target_run": opts["target"], "n": len(x),
+    record: dict[str, Any] = {"source_run": opts["source"], "target_run": opts["target"], "n": len(x), "split": split,
                               "sampler": repr(sampler), "nfe_per_solve": latent.nfe, "differences": differences,
                               "latent_mean": float(latent.x.mean()), "latent_std": float(latent.x.std())}
     if decode:
@@ -150,7 +153,8 @@ def translate_runs(opts: dict[str, str]) -> dict[str, Any]:
                                "source_vs_target": sliced_wasserstein2(x, tgt),
                                "source_vs_source": sliced_wasserstein2(x, src)}
     elif x.ndim == 4 and x.shape[1] == 1:  # digits-CNN metrics (sbcore.metrics.digits) for 1-channel images
-        tgt = target.draw("x0", max(len(x), 2), torch.Generator().manual_seed(fresh_seed))
+        with evaluation_data(target, "test"):  # the target domain's held-out images
+            tgt = target.draw("x0", max(len(x), 2), torch.Generator().manual_seed(fresh_seed))
         record["image_metrics"] = {"feature_distance_translated": feature_distance(y.x, tgt),
                                    "feature_distance_source": feature_distance(x, tgt),
                                    "domain_accuracy_translated": domain_accuracy(y.x, tgt),
