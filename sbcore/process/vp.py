@@ -13,7 +13,10 @@ beta_j = beta(j / (N - 1)) / N, placed at t_i = i / (N - 1) (log abar linear in 
 index 0 as in DDIB's encoder. The defaults (0.1, 20) give guided-diffusion's linear betas
 linspace(1e-4, 0.02) * 1000/N; diffusers' DDPM schedulers (``beta_start``, ``beta_end``,
 ``beta_schedule`` linear or scaled_linear, ``num_train_timesteps`` N) are beta_min = N beta_start,
-beta_max = N beta_end (`sbcore.process.diffusers_schedule`).
+beta_max = N beta_end (`sbcore.process.diffusers_schedule`). ``schedule: cosine`` (discrete only; beta_min and
+beta_max unused) is Nichol & Dhariwal 2021's eq. (17), abar(t) = f(t)/f(0) with f(t) = cos((t + 0.008)/1.008
+* pi/2)^2, as the betas 1 - f((i + 1)/N) / f(i/N) clipped at 0.999 (their Sec. 3.2; guided-diffusion's
+`betas_for_alpha_bar`).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from torch import Tensor
 
 from sbcore.process.base import Direction, ReferenceProcess, check_direction, expand_t
 
-Schedule = Literal["linear", "scaled_linear"]
+Schedule = Literal["linear", "scaled_linear", "cosine"]
 
 
 class VPDiffusion(ReferenceProcess):
@@ -37,9 +40,11 @@ class VPDiffusion(ReferenceProcess):
             raise ValueError(f"need 0 <= beta_min <= beta_max, beta_max > 0; got {beta_min}, {beta_max}")
         if steps is not None and steps < 2:
             raise ValueError(f"steps must be >= 2 or null, got {steps}")
-        if schedule not in ("linear", "scaled_linear"):
-            raise ValueError(f"schedule must be linear or scaled_linear, got {schedule!r}")
-        if steps is not None and beta_max >= steps:
+        if schedule not in ("linear", "scaled_linear", "cosine"):
+            raise ValueError(f"schedule must be linear, scaled_linear or cosine, got {schedule!r}")
+        if schedule == "cosine" and steps is None:
+            raise ValueError("schedule: cosine is guided-diffusion's discrete schedule: set steps (e.g. 1000)")
+        if steps is not None and schedule != "cosine" and beta_max >= steps:
             raise ValueError(f"beta_max / steps is the last discrete beta and must be < 1; got {beta_max} / {steps}")
         self.beta_min, self.beta_max, self.steps, self.schedule = float(beta_min), float(beta_max), steps, schedule
         self.grid_size = steps
@@ -57,6 +62,11 @@ class VPDiffusion(ReferenceProcess):
         n = self.steps
         if self.schedule == "linear":
             return torch.linspace(self.beta_min / n, self.beta_max / n, n, dtype=torch.float64)
+        if self.schedule == "cosine":
+            def f(t: float) -> float:
+                return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
+
+            return torch.tensor([min(1 - f((i + 1) / n) / f(i / n), 0.999) for i in range(n)], dtype=torch.float64)
         return torch.linspace(math.sqrt(self.beta_min / n), math.sqrt(self.beta_max / n), n, dtype=torch.float64) ** 2
 
     def log_alpha_bar(self, t: Tensor) -> Tensor:

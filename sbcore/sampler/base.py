@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from sbcore.process.base import Direction, ReferenceProcess, check_direction
-from sbcore.sampler.grids import GRIDS, time_grid
+from sbcore.sampler.grids import GRIDS, respacing_count, time_grid
 
 #: after each step: callback(k, x, t, estimate) -> replacement x or None (e.g. inpainting's projection).
 Callback = Callable[[int, Tensor, Tensor, "Estimate"], "Tensor | None"]
@@ -40,16 +40,18 @@ class Predictor:
     `predict` names what the network outputs (`sbcore.process.base.Prediction`); `cond` is passed to
     the network as ``cond=`` (e.g. I2SB's corrupted input) and `label` as ``label=`` (class labels of a
     class-conditional network, an int or a (B,) tensor) when given. Guidance wraps a Predictor
-    (`sbcore.sampler.guidance`), so every sampler gains it.
+    (`sbcore.sampler.guidance`), so every sampler gains it. `reverse` is the other direction's Predictor over
+    the same marginals, where a run trained both (the probability-flow ODE needs it).
     """
 
     def __init__(
         self, network: Callable[..., Tensor], process: ReferenceProcess, direction: Direction,
         predict: str = "drift", cond: Tensor | None = None, label: Tensor | int | None = None,
+        reverse: Predictor | None = None,
     ) -> None:
         check_direction(direction)
         self.network, self.process, self.direction, self.predict, self.cond = network, process, direction, predict, cond
-        self.label = label
+        self.label, self.reverse = label, reverse
 
     def inputs(self, label: Tensor | int | None = None) -> dict[str, Any]:
         """The network's keyword inputs: ``cond=``, and ``label=`` (`label` overrides this Predictor's)."""
@@ -60,7 +62,8 @@ class Predictor:
         return Estimate(self, x, t, self.network(x, t, **self.inputs()))
 
     def with_cond(self, cond: Tensor | None) -> Predictor:
-        return Predictor(self.network, self.process, self.direction, self.predict, cond, self.label)
+        reverse = None if self.reverse is None else self.reverse.with_cond(cond)
+        return Predictor(self.network, self.process, self.direction, self.predict, cond, self.label, reverse)
 
 
 def drift_model(drift: Callable[[Tensor, Tensor], Tensor], process: ReferenceProcess,
@@ -98,19 +101,20 @@ class Estimate:
 class Sampler(ABC):
     """Integrates a `Predictor` along a time grid the sampler owns (`steps` and `grid` kind).
 
-    grid: ``uniform`` or ``respaced`` (`sbcore.sampler.grids`); `grid_size` is the number of discrete
-    training times a respaced grid picks from (I2SB's interval, DDIB's diffusion steps); null takes
-    the process's own `grid_size`.
+    grid: ``uniform``, ``respaced`` or a guided-diffusion respacing string such as ``ddim50`` or ``10,20,30``
+    (`sbcore.sampler.grids`; it sets `steps`); `grid_size` is the number of discrete training times a
+    respaced grid picks from (I2SB's interval, DDIB's diffusion steps); null takes the process's own.
     """
 
     evals_per_step: int = 1
 
-    def __init__(self, steps: int = 100, grid: Literal["uniform", "respaced"] = "uniform",
+    def __init__(self, steps: int = 100, grid: Literal["uniform", "respaced"] | str = "uniform",
                  grid_size: int | None = None) -> None:
+        grid = str(grid)  # YAML reads the respacing "250" as a number
+        if grid not in GRIDS:  # a respacing string ("ddim50", "10,20,30") fixes the steps
+            steps = respacing_count(grid) - 1
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
-        if grid not in GRIDS:
-            raise ValueError(f"grid must be one of {', '.join(GRIDS)}, got {grid!r}")
         if grid_size is not None and grid_size <= steps:
             raise ValueError(f"grid_size must be > steps ({steps}), got {grid_size}")
         self.steps, self.grid, self.grid_size = steps, grid, grid_size

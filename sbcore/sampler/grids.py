@@ -3,6 +3,11 @@
 `space_indices(n, count)` picks `count` evenly spaced integers from 0..n-1 with Python's `round`
 (round half to even), exactly as I2SB's `space_indices` and guided-diffusion's `space_timesteps`
 (a single section) do: space_indices(1000, 5) = [0, 250, 500, 749, 999].
+
+A grid may also be a timestep-respacing string with guided-diffusion's meaning (`space_timesteps`,
+Nichol & Dhariwal 2021, respace.py): ``"ddimN"`` keeps range(0, n, k) for the stride k that gives exactly
+N times, and ``"a,b,c"`` splits 0..n-1 into as many equal sections (the first n mod sections one longer)
+and spreads a, b, c times evenly over each. The string fixes the times, hence the sampler's steps.
 """
 
 from __future__ import annotations
@@ -31,18 +36,69 @@ def space_indices(n: int, count: int) -> list[int]:
     return indices
 
 
+def _sections(spec: str) -> list[int]:
+    try:
+        counts = [int(part) for part in spec.split(",")]
+    except ValueError:
+        raise ValueError(f"grid must be one of {', '.join(GRIDS)}, 'ddimN' or comma-separated section counts "
+                         f"like '10,15,20', got {spec!r}") from None
+    if any(c < 0 for c in counts):
+        raise ValueError(f"grid {spec!r}: section counts must be >= 0")
+    return counts
+
+
+def respacing_count(spec: str) -> int:
+    """How many times a respacing string keeps (it cannot know more before the number of training times)."""
+    if spec.startswith("ddim"):
+        try:
+            return int(spec[len("ddim"):])
+        except ValueError:
+            raise ValueError(f"grid {spec!r}: expected 'ddimN' with an integer N") from None
+    return sum(_sections(spec))
+
+
+def space_timesteps(n: int, spec: str) -> list[int]:
+    """The training indices (sorted) that the respacing string `spec` keeps out of 0..n-1 (see the module)."""
+    if spec.startswith("ddim"):
+        count = respacing_count(spec)
+        for stride in range(1, n):
+            if len(range(0, n, stride)) == count:
+                return list(range(0, n, stride))
+        raise ValueError(f"grid {spec!r}: no integer stride takes exactly {count} of {n} training times")
+    counts = _sections(spec)
+    size, extra = divmod(n, len(counts))
+    kept, start = set(), 0
+    for i, count in enumerate(counts):
+        section = size + (1 if i < extra else 0)
+        if section < count:
+            raise ValueError(f"grid {spec!r}: section {i} has {section} training times, cannot take {count}")
+        stride = 1 if count <= 1 else (section - 1) / (count - 1)
+        position = 0.0
+        for _ in range(count):  # accumulated like the reference (see space_indices)
+            kept.add(start + round(position))
+            position += stride
+        start += section
+    return sorted(kept)
+
+
 def time_grid(kind: str, steps: int, direction: Direction, grid_size: int | None = None, **like: Any) -> Tensor:
     """`steps + 1` times from the start of `direction` to its end.
 
-    respaced: the times k / (grid_size - 1) of `space_indices(grid_size, steps + 1)`.
+    respaced: the times k / (grid_size - 1) of `space_indices(grid_size, steps + 1)`; a respacing string:
+    those of `space_timesteps(grid_size, kind)`, which must be `steps + 1` times.
     """
     check_direction(direction)
     if kind == "uniform":
         grid = torch.linspace(0.0, 1.0, steps + 1, **like)
-    elif kind == "respaced":
-        if grid_size is None:
-            raise ValueError("a respaced grid needs grid_size (the number of discrete training times)")
-        grid = torch.tensor(space_indices(grid_size, steps + 1), **like) / (grid_size - 1)
     else:
-        raise ValueError(f"grid must be one of {', '.join(GRIDS)}, got {kind!r}")
+        if grid_size is None:
+            raise ValueError(f"grid {kind!r} needs grid_size (the number of discrete training times)")
+        if kind == "respaced":
+            indices = space_indices(grid_size, steps + 1)
+        else:
+            indices = space_timesteps(grid_size, kind)
+            if len(indices) != steps + 1:
+                raise ValueError(f"grid {kind!r} keeps {len(indices)} of {grid_size} training times, so it walks "
+                                 f"{len(indices) - 1} steps, not {steps}: a respacing string fixes the steps")
+        grid = torch.tensor(indices, **like) / (grid_size - 1)
     return grid if direction == "forward" else grid.flip(0)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from sbcore.hookspecs import hookimpl
 from sbcore.registry import Registry
-from sbcore.sampler.ddim import DDIM, DDIMHeun
+from sbcore.sampler.adaptive import AdaptiveODE
+from sbcore.sampler.ddim import DDIM, DDIMHeun, DPMSolverPP
 from sbcore.sampler.exponential import ExponentialIntegrator
+from sbcore.sampler.flow import ProbabilityFlow
 from sbcore.sampler.integrators import EulerMaruyama, EulerODE, HeunODE
 
 
@@ -17,3 +19,6 @@ def sbcore_register(registry: Registry) -> None:
     registry.add("sampler", "ddim", DDIM)
     registry.add("sampler", "ddim_heun", DDIMHeun)
     registry.add("sampler", "exponential", ExponentialIntegrator)
+    registry.add("sampler", "dpm_solver_pp", DPMSolverPP)
+    registry.add("sampler", "adaptive_ode", AdaptiveODE)
+    registry.add("sampler", "probability_flow", ProbabilityFlow)

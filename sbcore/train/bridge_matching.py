@@ -144,12 +144,18 @@ class BridgeMatching(Trainer):
         return sum(self.direction_loss(d, x0, x1, t) for d in self.directions)
 
     def predictor(self, direction: Direction, network: Network | None = None, cond: Tensor | None = None) -> Predictor:
-        """The network of `direction` (or `network`, e.g. a frozen teacher) seen through the process."""
+        """The network of `direction` (or `network`, e.g. a frozen teacher) seen through the process; with the
+        run's own networks and both directions trained, the other one rides along as `reverse`
+        (for the probability-flow ODE)."""
+        reverse = None
         if network is None:
             if direction not in self.directions:
                 raise ValueError(f"this run trained the directions {list(self.directions)}, not {direction!r}")
             network = self.networks[NETWORK_NAME[direction]]
-        return Predictor(network, self.process, direction, self.method.predict, cond)
+            other = "backward" if direction == "forward" else "forward"
+            if other in self.directions:
+                reverse = Predictor(self.networks[NETWORK_NAME[other]], self.process, other, self.method.predict, cond)
+        return Predictor(network, self.process, direction, self.method.predict, cond, reverse=reverse)
 
     def sample(
         self, direction: Direction, x_start: Tensor, steps: int | None = None, return_path: bool = False,
