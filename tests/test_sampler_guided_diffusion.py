@@ -74,8 +74,11 @@ def test_bad_respacing_strings_and_step_overrides():
     assert DDIM(grid=250).steps == 249  # YAML reads "250" as a number
 
 
-@pytest.mark.parametrize("case", FIXTURES["ddim_steps"],
-                         ids=lambda c: f"{c['schedule']}-{c['respacing']}-{c['timestep']}-eta{c['eta']}-clip{c['clip_denoised']}")
+def _step_id(c: dict) -> str:
+    return f"{c['schedule']}-{c['respacing']}-{c['timestep']}-eta{c['eta']}-clip{c['clip_denoised']}"
+
+
+@pytest.mark.parametrize("case", FIXTURES["ddim_steps"], ids=_step_id)
 def test_one_ddim_step_matches_guided_diffusion(case, monkeypatch):
     """x_prev from (x, eps, noise) at the kept timestep and the previous kept one, as `ddim_sample` computes it
     (to 1e-5: the reference casts its float64 coefficient tables to float32 when it reads them, `_extract_into_tensor`;
