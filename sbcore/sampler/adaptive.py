@@ -55,10 +55,12 @@ class AdaptiveODE(Sampler):
         path = [x] if return_path else None
         predictions: list[Tensor] = []
         first: list[Estimate] = []  # the interval's first evaluation, at (x_k, t_k)
+        last_t = [grid[0]]
 
         def field(t: Tensor, y: Tensor) -> Tensor:
             nonlocal calls
             calls += 1
+            last_t[0] = t
             estimate = model(y, t.expand(y.shape[0]).to(y))
             if not first:
                 first.append(estimate)
@@ -71,7 +73,14 @@ class AdaptiveODE(Sampler):
         for k in range(len(grid) - 1):
             first.clear()
             interval = grid[k:k + 2].to(x)
-            x = torchdiffeq.odeint(field, x, interval, rtol=self.rtol, atol=self.atol, method=self.method)[-1]
+            # step_t: the last step ends on the interval's end instead of stepping past it and interpolating
+            # back (a drift towards a predicted end is singular beyond that end)
+            try:
+                x = torchdiffeq.odeint(field, x, interval, rtol=self.rtol, atol=self.atol, method=self.method,
+                                       options={"step_t": interval[1:]})[-1]
+            except AssertionError as exc:  # torchdiffeq's "underflow in dt"
+                raise ValueError(f"sampler adaptive_ode: the step size vanished near t = {float(last_t[0]):.6g} "
+                                 f"({exc}): the drift is singular or too stiff there") from None
             if callback is not None:
                 replaced = callback(k, x, grid[k + 1].expand(x.shape[0]).to(x), first[0])
                 x = x if replaced is None else replaced
