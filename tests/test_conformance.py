@@ -77,7 +77,10 @@ SAMPLERS: dict[str, list[dict[str, Any]]] = {
     "dpm_solver_pp": [dict(params={"steps": 4}, process=BrownianBridge(0.0)),
                       dict(params={"steps": 4}, predict="eps", **STEEP_VP),
                       dict(params={"steps": 4, "grid": "respaced", "reference_compat": True},
-                           process=VPDiffusion(steps=100), landing_process=VPDiffusion(steps=100), predict="eps")],
+                           process=VPDiffusion(steps=100), landing_process=VPDiffusion(steps=100), predict="eps"),
+                      dict(params={"steps": 4, "grid": "logsnr", "reference_compat": True},
+                           process=VPDiffusion(steps=100, schedule="cosine"),
+                           landing_process=VPDiffusion(steps=100, schedule="cosine"), predict="endpoint")],
     # adaptive steps: landing within the tolerance; the Dirac end's drift is linear in t on the sigma = 0 bridge
     "adaptive_ode": [dict(params={"steps": 3}, landing_atol=1e-5),
                      dict(params={"steps": 2, "method": "bosh3", "rtol": 1e-6, "atol": 1e-6}, predict="drift",

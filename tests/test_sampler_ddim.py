@@ -13,8 +13,8 @@ import torch
 
 from sbcore.process import BrownianBridge, VPDiffusion, expand_t
 from sbcore.sampler import Predictor
-from sbcore.sampler.ddim import DDIM, DDIMHeun
-from sbcore.sampler.grids import space_indices
+from sbcore.sampler.ddim import DDIM, DDIMHeun, DPMSolverPP
+from sbcore.sampler.grids import logsnr_times, space_indices
 
 M1, S1 = torch.tensor([1.0, -0.5], dtype=torch.float64), 0.5
 M2, S2 = torch.tensor([-1.0, 2.0], dtype=torch.float64), 1.5
@@ -116,3 +116,57 @@ def test_noisy_processes_and_bad_steps_are_refused():
         sampler.sample(Predictor(lambda x, t: x, process, "forward", "endpoint"), torch.zeros(2, 2), grid)
     with pytest.raises(ValueError, match="steps must be >= 2 with reference_compat"):
         DDIM(steps=1, reference_compat=True)
+
+
+def test_dpm_solver_pp_at_nfe_20_beats_ddim_at_nfe_100():
+    """Acceptance: DPM-Solver++(2M) at 20 evaluations per solve reaches a DDIB cycle error at or below DDIM's at
+    100, on DPM-Solver's log-SNR grid (measured 0.034 against 0.053; on the index-uniform grid it is 0.13)."""
+    process = VPDiffusion(steps=1000)
+    x, y, back, nfe = ddib_cycle(DPMSolverPP(steps=20, grid="logsnr"), process)
+    _, y_ddim, back_ddim, nfe_ddim = ddib_cycle(DDIM(steps=100, grid="respaced"), process)
+    assert (nfe, nfe_ddim) == (20, 100)
+    assert cycle_error(x, back).mean() <= cycle_error(x, back_ddim).mean()
+    ot = M2 + S2 / S1 * (x - M1)  # and it is closer to the OT map (0.058 against 0.084)
+    assert (y - ot).norm(dim=1).mean() <= (y_ddim - ot).norm(dim=1).mean()
+
+
+@pytest.mark.parametrize("predict", ["eps", "x0"])
+def test_dpm_solver_pp_is_second_order(predict):
+    """Decoding N(m, s^2) latents: the error against a 2000-step Heun solution falls ~4x per doubling of the
+    steps (DDIM's ~2x); the network may predict eps or x0, the process converts."""
+    process = VPDiffusion(steps=1000)
+    eps_net = process.gaussian_eps(M2, S2)
+
+    def x0_net(x, t):
+        a, b, _ = process.coefficients(t)
+        return (x - expand_t(b, x) * eps_net(x, t)) / expand_t(a, x)
+
+    network = eps_net if predict == "eps" else x0_net
+    z = torch.randn(1000, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    fine = DDIMHeun(steps=2000, grid="logsnr")
+    want = fine.sample(Predictor(eps_net, process, "backward", "eps"), z,
+                       fine.time_grid(process, "backward", dtype=torch.float64)).x
+    errors = {}
+    for cls in (DPMSolverPP, DDIM):
+        for steps in (20, 40):
+            sampler = cls(steps=steps, grid="logsnr")
+            out = sampler.sample(Predictor(network, process, "backward", predict if predict == "eps" else "endpoint"),
+                                 z, sampler.time_grid(process, "backward", dtype=torch.float64))
+            errors[cls.__name__, steps] = float((out.x - want).norm(dim=1).mean())
+    assert errors["DPMSolverPP", 20] / errors["DPMSolverPP", 40] > 3.2
+    assert errors["DDIM", 20] / errors["DDIM", 40] < 2.5
+    assert errors["DPMSolverPP", 20] < errors["DDIM", 20] / 3
+
+
+def test_logsnr_grid_is_uniform_in_log_snr():
+    process = VPDiffusion(steps=1000)
+    t = logsnr_times(process, 8)
+    a, b, _ = process.coefficients(t)
+    lam = (a / b).log()
+    assert t[0] == 0 and t[-1] == 1
+    assert torch.allclose(lam.diff(), lam.diff().mean().expand(8), rtol=1e-4)
+    continuous = logsnr_times(VPDiffusion(), 8)  # b(0) = 0: the end is kept, the interior spaced from t = 1e-3
+    assert continuous[0] == 0 and 0 < continuous[1] < 0.01
+    with pytest.raises(ValueError, match="needs the process"):
+        from sbcore.sampler.grids import time_grid
+        time_grid("logsnr", 4, "forward")

@@ -71,7 +71,7 @@ def test_bad_respacing_strings_and_step_overrides():
         sampler.time_grid(VPDiffusion(steps=1000), "backward", 10)
     with pytest.raises(ValueError, match="no integer stride"):
         space_timesteps(1000, "ddim999")
-    assert DDIM(grid=250).steps == 249  # YAML reads "250" as a number
+    assert DDIM(grid="250").steps == 249
 
 
 def _step_id(c: dict) -> str:

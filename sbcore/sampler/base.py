@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 import attrs
 import torch
 from torch import Tensor
 
 from sbcore.process.base import Direction, ReferenceProcess, check_direction
-from sbcore.sampler.grids import GRIDS, respacing_count, time_grid
+from sbcore.sampler.grids import GRIDS, Grid, respacing_count, time_grid
 
 #: after each step: callback(k, x, t, estimate) -> replacement x or None (e.g. inpainting's projection).
 Callback = Callable[[int, Tensor, Tensor, "Estimate"], "Tensor | None"]
@@ -101,16 +101,16 @@ class Estimate:
 class Sampler(ABC):
     """Integrates a `Predictor` along a time grid the sampler owns (`steps` and `grid` kind).
 
-    grid: ``uniform``, ``respaced`` or a guided-diffusion respacing string such as ``ddim50`` or ``10,20,30``
-    (`sbcore.sampler.grids`; it sets `steps`); `grid_size` is the number of discrete training times a
-    respaced grid picks from (I2SB's interval, DDIB's diffusion steps); null takes the process's own.
+    grid: ``uniform``, ``respaced``, ``logsnr`` (uniform in log(a/b)) or a guided-diffusion respacing string
+    such as ``ddim50`` or ``10,20,30`` (`sbcore.sampler.grids`; it sets `steps`); `grid_size` is the number of
+    discrete training times a respaced grid picks from (I2SB's interval, DDIB's diffusion steps); null takes the
+    process's own.
     """
 
     evals_per_step: int = 1
 
-    def __init__(self, steps: int = 100, grid: Literal["uniform", "respaced"] | str = "uniform",
+    def __init__(self, steps: int = 100, grid: Grid = "uniform",
                  grid_size: int | None = None) -> None:
-        grid = str(grid)  # YAML reads the respacing "250" as a number
         if grid not in GRIDS:  # a respacing string ("ddim50", "10,20,30") fixes the steps
             steps = respacing_count(grid) - 1
         if steps < 1:
@@ -128,7 +128,7 @@ class Sampler(ABC):
         """The times this sampler visits in `direction`, `steps` (default: its own) intervals; a respaced
         grid picks from the sampler's `grid_size`, else the process's."""
         size = self.grid_size or process.grid_size
-        return time_grid(self.grid, steps or self.steps, direction, size, **like)
+        return time_grid(self.grid, steps or self.steps, direction, size, process, **like)
 
     def nfe(self, steps: int | None = None) -> int:
         return self.evals_per_step * (steps or self.steps)

@@ -26,8 +26,6 @@ times are the S training times.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import attrs
 import torch
 from torch import Tensor
@@ -35,7 +33,7 @@ from torch import Tensor
 from sbcore.process.base import ReferenceProcess, expand_t
 from sbcore.process.vp import VPDiffusion
 from sbcore.sampler.base import Estimate, FixedGridSampler, Predictor, Trajectory
-from sbcore.sampler.grids import GRIDS
+from sbcore.sampler.grids import GRIDS, Grid
 
 
 def side_coefficients(process: ReferenceProcess, t: Tensor, direction: str) -> tuple[Tensor, Tensor]:
@@ -56,7 +54,7 @@ def both_ends(estimate: Estimate) -> tuple[Tensor, Tensor]:
 class DeterministicPathSampler(FixedGridSampler):
     """Shared grid, landing rule and checks of the samplers that re-draw x from both predicted ends."""
 
-    def __init__(self, steps: int = 100, grid: Literal["uniform", "respaced"] | str = "uniform",
+    def __init__(self, steps: int = 100, grid: Grid = "uniform",
                  grid_size: int | None = None, reference_compat: bool = False, clip_denoised: bool = False) -> None:
         if reference_compat and steps < 2 and grid in GRIDS:
             raise ValueError(f"steps must be >= 2 with reference_compat (S training times), got {steps}")
@@ -119,7 +117,7 @@ class DDIM(DeterministicPathSampler):
     """DDIM: x_{t1} = S(t1) start_hat + E(t1) end_hat from one evaluation at (x, t0); `eta` > 0 adds fresh
     noise when decoding a VP path (see the module)."""
 
-    def __init__(self, steps: int = 100, grid: Literal["uniform", "respaced"] | str = "uniform",
+    def __init__(self, steps: int = 100, grid: Grid = "uniform",
                  grid_size: int | None = None, reference_compat: bool = False, clip_denoised: bool = False,
                  eta: float = 0.0) -> None:
         if eta < 0:

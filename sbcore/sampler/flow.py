@@ -28,7 +28,6 @@ keeps the marginals but is not the entropic plan (Shi et al. 2023 say so), so pl
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
 
 import attrs
 from torch import Tensor
@@ -36,6 +35,7 @@ from torch import Tensor
 from sbcore.process.base import expand_t
 from sbcore.sampler.adaptive import METHODS, AdaptiveODE
 from sbcore.sampler.base import Estimate, Predictor, Sampler, Trajectory
+from sbcore.sampler.grids import Grid
 from sbcore.sampler.integrators import EulerODE, HeunODE
 
 SOLVERS = ("euler", "heun", *METHODS)
@@ -100,7 +100,7 @@ class ProbabilityFlow(Sampler):
     """
 
     def __init__(self, steps: int = 100, solver: str = "dopri5", rtol: float = 1e-5, atol: float = 1e-5,
-                 grid: Literal["uniform", "respaced"] | str = "uniform", grid_size: int | None = None) -> None:
+                 grid: Grid = "uniform", grid_size: int | None = None) -> None:
         if solver not in SOLVERS:
             raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
         if solver in METHODS:

@@ -4,6 +4,11 @@
 (round half to even), exactly as I2SB's `space_indices` and guided-diffusion's `space_timesteps`
 (a single section) do: space_indices(1000, 5) = [0, 250, 500, 749, 999].
 
+``logsnr`` spaces the times uniformly in the process's log signal-to-noise ratio lambda(t) = log(a(t)/b(t))
+(the ratio of the data and noise coefficients of x_t = a x_0 + b x_1), DPM-Solver's choice for few steps
+(Lu et al. 2022, "DPM-Solver", Sec. 3.4 and App. D); an end where lambda is infinite (b(0) = 0 on the
+continuous VP path) is kept, and the interior spaced from lambda 1e-3 away from it.
+
 A grid may also be a timestep-respacing string with guided-diffusion's meaning (`space_timesteps`,
 Nichol & Dhariwal 2021, respace.py): ``"ddimN"`` keeps range(0, n, k) for the stride k that gives exactly
 N times, and ``"a,b,c"`` splits 0..n-1 into as many equal sections (the first n mod sections one longer)
@@ -12,14 +17,39 @@ and spreads a, b, c times evenly over each. The string fixes the times, hence th
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
-from sbcore.process.base import Direction, check_direction
+from sbcore.process.base import Direction, ReferenceProcess, check_direction
 
-GRIDS = ("uniform", "respaced")
+GRIDS = ("uniform", "respaced", "logsnr")
+#: a grid kind, or a respacing string ("ddim50", "10,20,30")
+Grid = Literal["uniform", "respaced", "logsnr"] | str
+#: resolution of the table that inverts lambda(t) for a logsnr grid.
+LOGSNR_TABLE = 100_001
+
+
+def logsnr_times(process: ReferenceProcess, steps: int) -> Tensor:
+    """`steps + 1` increasing times from 0 to 1, uniform in lambda(t) = log(a/b) (float64, see the module)."""
+    t = torch.linspace(0.0, 1.0, LOGSNR_TABLE, dtype=torch.float64)
+    a, b, _ = process.coefficients(t)
+    lam = a.log() - b.log()
+    if not bool((lam.diff() < 0).all()):
+        raise ValueError(f"grid logsnr needs a log-SNR log(a/b) that falls from t = 0 to 1; {process!r} has none")
+    margin = round(1e-3 * (LOGSNR_TABLE - 1))
+    hi = lam[0] if torch.isfinite(lam[0]) else lam[margin]
+    lo = lam[-1] if torch.isfinite(lam[-1]) else lam[-1 - margin]
+    targets = torch.linspace(float(hi), float(lo), steps + 1, dtype=torch.float64)
+    # invert the falling table by linear interpolation between its neighbours
+    descending = -lam.clamp(float(lo), float(hi))
+    k = torch.searchsorted(descending, -targets).clamp(1, LOGSNR_TABLE - 1)
+    l0, l1 = descending[k - 1], descending[k]
+    weight = torch.where(l1 > l0, (-targets - l0) / (l1 - l0), torch.zeros_like(l0))
+    times = t[k - 1] + weight * (t[k] - t[k - 1])
+    times[0], times[-1] = 0.0, 1.0
+    return times
 
 
 def space_indices(n: int, count: int) -> list[int]:
@@ -81,15 +111,20 @@ def space_timesteps(n: int, spec: str) -> list[int]:
     return sorted(kept)
 
 
-def time_grid(kind: str, steps: int, direction: Direction, grid_size: int | None = None, **like: Any) -> Tensor:
+def time_grid(kind: str, steps: int, direction: Direction, grid_size: int | None = None,
+              process: ReferenceProcess | None = None, **like: Any) -> Tensor:
     """`steps + 1` times from the start of `direction` to its end.
 
     respaced: the times k / (grid_size - 1) of `space_indices(grid_size, steps + 1)`; a respacing string:
-    those of `space_timesteps(grid_size, kind)`, which must be `steps + 1` times.
+    those of `space_timesteps(grid_size, kind)`, which must be `steps + 1` times; logsnr: `logsnr_times`.
     """
     check_direction(direction)
     if kind == "uniform":
         grid = torch.linspace(0.0, 1.0, steps + 1, **like)
+    elif kind == "logsnr":
+        if process is None:
+            raise ValueError("a logsnr grid needs the process (its log signal-to-noise ratio)")
+        grid = logsnr_times(process, steps).to(**like)
     else:
         if grid_size is None:
             raise ValueError(f"grid {kind!r} needs grid_size (the number of discrete training times)")

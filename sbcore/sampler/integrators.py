@@ -6,12 +6,11 @@ convention of `ReferenceProcess.drift_target` (the backward drift lives in rever
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 
 from sbcore.process.base import expand_t
 from sbcore.sampler.base import FixedGridSampler
+from sbcore.sampler.grids import Grid
 
 
 class EulerMaruyama(FixedGridSampler):
@@ -21,7 +20,7 @@ class EulerMaruyama(FixedGridSampler):
     """
 
     def __init__(self, steps: int = 100, last_step_noise: bool = True,
-                 grid: Literal["uniform", "respaced"] = "uniform", grid_size: int | None = None) -> None:
+                 grid: Grid = "uniform", grid_size: int | None = None) -> None:
         super().__init__(steps, grid, grid_size)
         self.last_step_noise = last_step_noise
 
