@@ -15,7 +15,6 @@ import pytest
 import torch
 
 from sbcore.process import VPDiffusion
-from sbcore.process.vp import discrete_betas
 from sbcore.sampler import Predictor
 from sbcore.sampler.ddim import DDIM
 from sbcore.sampler.grids import respacing_count, space_timesteps
@@ -27,12 +26,12 @@ DT = torch.float64
 @pytest.mark.parametrize("steps", sorted(FIXTURES["cosine_betas"], key=int))
 def test_cosine_betas(steps):
     want = torch.tensor(FIXTURES["cosine_betas"][steps], dtype=DT)
-    assert torch.allclose(discrete_betas("cosine", int(steps)), want, rtol=1e-13, atol=0)
+    assert torch.allclose(VPDiffusion(steps=int(steps), schedule="cosine").discrete_betas(), want, rtol=1e-13, atol=0)
 
 
 def test_linear_betas_and_the_cosine_abar():
-    assert torch.allclose(discrete_betas("linear", 1000), torch.tensor(FIXTURES["linear_betas_1000"], dtype=DT),
-                          rtol=1e-13, atol=0)
+    linear = VPDiffusion(steps=1000).discrete_betas()
+    assert torch.allclose(linear, torch.tensor(FIXTURES["linear_betas_1000"], dtype=DT), rtol=1e-13, atol=0)
     process = VPDiffusion(steps=1000, schedule="cosine")
     abar = torch.cumprod(1 - torch.tensor(FIXTURES["cosine_betas"]["1000"], dtype=DT), 0)
     t = torch.arange(1000, dtype=DT) / 999
@@ -50,7 +49,7 @@ def test_space_timesteps(case):
     sampler = DDIM(grid=case["spec"], reference_compat=True)
     assert sampler.steps == sampler.nfe() == len(kept)
     plain = DDIM(grid=case["spec"])
-    grid = plain.time_grid(VPDiffusion(steps=case["n"]), "backward", dtype=DT)
+    grid = plain.time_grid(VPDiffusion(steps=case["n"], schedule="cosine"), "backward", dtype=DT)
     assert torch.allclose(grid * (case["n"] - 1), torch.tensor(kept[::-1], dtype=DT), atol=1e-9)
     assert plain.steps == len(kept) - 1
 

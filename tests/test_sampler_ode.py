@@ -14,8 +14,12 @@ import math
 import pytest
 import torch
 
+from sbcore.config import merge, structure_config
+from sbcore.errors import UserError
+from sbcore.launch.local import run_local
 from sbcore.metrics.gaussian import GaussianSB, kl_gaussian
 from sbcore.process import BrownianBridge
+from sbcore.sample import load_trainer
 from sbcore.sampler import Predictor
 from sbcore.sampler.adaptive import AdaptiveODE
 from sbcore.sampler.flow import ProbabilityFlow, score_reverse
@@ -191,3 +195,22 @@ def test_probability_flow_needs_both_directions():
         sampler.sample(model, torch.zeros(3, 2, dtype=DT), sampler.time_grid(model.process, "forward"))
     with pytest.raises(ValueError, match="solver must be one of"):
         ProbabilityFlow(solver="rk4")
+
+
+def test_a_two_direction_run_samples_and_evaluates_with_the_probability_flow(tiny_gaussian, plugins, tmp_path):
+    """The trainer hands the other direction's network along (`Predictor.reverse`): evaluation and
+    `Trainer.sample` integrate the ODE of both networks, and its NFE counts both."""
+    config = structure_config(merge(tiny_gaussian, {"sampler": {"kind": "probability_flow", "solver": "heun",
+                                                                "steps": 3}}), plugins.registry)
+    summary = run_local(config, None, plugins)
+    assert summary["backward/nfe"] == 2 * 2 * 3  # the end-of-run evaluation used the ODE
+    trainer, _ = load_trainer(tmp_path / "runs" / "tiny", "cpu")
+    x1 = torch.randn(16, 2)
+    out = trainer.sample("backward", x1, return_path=True)
+    assert out.nfe == 12 and out.path.shape == (4, 16, 2) and torch.isfinite(out.x).all()
+    one = trainer.predictor("backward")
+    assert one.reverse is not None and one.reverse.direction == "forward"
+    single = merge(tiny_gaussian, {"method": {"directions": ["forward"]},
+                                   "sampler": {"kind": "probability_flow", "steps": 3}})
+    with pytest.raises(UserError, match="integrates the forward and backward networks together"):
+        run_local(structure_config(single, plugins.registry), None, plugins)

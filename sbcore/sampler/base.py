@@ -108,6 +108,8 @@ class Sampler(ABC):
     """
 
     evals_per_step: int = 1
+    #: integrates both directions' networks together (`Predictor.reverse`), e.g. the probability-flow ODE
+    needs_reverse: bool = False
 
     def __init__(self, steps: int = 100, grid: Grid = "uniform",
                  grid_size: int | None = None) -> None:

@@ -99,6 +99,8 @@ class ProbabilityFlow(Sampler):
     NFE counts both networks' evaluations.
     """
 
+    needs_reverse = True
+
     def __init__(self, steps: int = 100, solver: str = "dopri5", rtol: float = 1e-5, atol: float = 1e-5,
                  grid: Grid = "uniform", grid_size: int | None = None) -> None:
         if solver not in SOLVERS:

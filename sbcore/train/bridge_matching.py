@@ -109,6 +109,9 @@ class BridgeMatching(Trainer):
             raise ValueError(f"coupling {self.method.coupling.kind!r} needs paired data: set data.pairs")
         self.sampler = self.run.config.sampler.build(registry)
         self.directions = tuple(self.method.directions)
+        if self.sampler.needs_reverse and len(self.directions) < 2:
+            raise ValueError(f"sampler {self.run.config.sampler.kind!r} integrates the forward and backward networks "
+                             f"together; this run trains only {list(self.directions)}")
         for direction in self.directions:
             self.add_network(NETWORK_NAME[direction], self.run.config.network.build(registry, shape=self.shape))
 
