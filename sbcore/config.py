@@ -170,8 +170,12 @@ class DataConfig:
 
 
 def _positive(_: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if not value > 0:  # NaN too
+    if value is not None and not value > 0:  # NaN too
         raise ValueError(f"'{attribute.name}' must be > 0, got {value!r}")
+
+
+#: optimisation steps of a run whose config and method leave `train.steps` open.
+DEFAULT_STEPS = 1000
 
 
 @attrs.frozen
@@ -186,7 +190,9 @@ class TrainConfig:
         methods the same as run).
     """
 
-    steps: int = attrs.field(default=1000, validator=_positive)
+    #: the run's total number of optimisation steps, in every method. null: the method's schedule decides
+    #: (alternating methods: their stages), else DEFAULT_STEPS; the run folder's config.yaml holds the number.
+    steps: int | None = attrs.field(default=None, validator=_positive)
     batch_size: int = attrs.field(default=256, validator=_positive)
     lr: float = attrs.field(default=1.0e-3, validator=_positive)
     weight_decay: float = attrs.field(default=0.0, validator=v.ge(0.0))

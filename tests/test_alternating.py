@@ -148,3 +148,34 @@ def test_path_cache_holds_the_teachers_paths_on_the_cache_grid(tmp_path, plugins
 def test_resume_mid_stage_with_a_path_cache_is_exact(tmp_path, plugins):
     raw = raw_config(tmp_path, checkpoint_every=4, keep_checkpoints=5)
     assert_resume_is_exact(raw, plugins, resume_step=4)
+
+
+# ---- train.steps: one meaning in every method ------------------------------------------------------------
+
+
+def test_train_steps_is_the_total_in_alternating_methods(tmp_path, plugins):
+    """train.steps open: the stages fill it; equal to the stages: accepted; outer_iters null: train.steps ends them."""
+    assert structure_config(raw_config(tmp_path), plugins.registry).train.steps == 9
+    assert structure_config(raw_config(tmp_path, steps=9), plugins.registry).train.steps == 9
+    raw = raw_config(tmp_path, steps=5)
+    raw["method"]["outer_iters"] = None
+    config = structure_config(raw, plugins.registry)
+    assert config.train.steps == 5 and config.method.schedule.stage_at(4).index == 1
+
+
+def test_train_steps_that_disagree_with_the_stages_are_refused_in_one_line(tmp_path, plugins):
+    from sbcore.config import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        structure_config(raw_config(tmp_path, steps=50), plugins.registry)
+    assert len(info.value.lines) == 1
+    line = info.value.lines[0]
+    assert "train.steps=50" in line and "make 9;" in line
+    assert "method.outer_iters=null" in line and "method.inner_iters" in line and line.endswith("@ config.train.steps")
+
+
+def test_train_steps_left_open_defaults_for_single_stage_methods(tmp_path):
+    raw = raw_config(tmp_path)
+    raw.update(plugin="bm", method={})
+    raw["train"].pop("steps", None)
+    assert structure_config(raw, create_plugins().registry).train.steps == 1000

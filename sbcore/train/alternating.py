@@ -51,7 +51,7 @@ import torch
 from attrs import validators as v
 from torch import Tensor
 
-from sbcore.config import CouplingSpec
+from sbcore.config import ConfigError, CouplingSpec
 from sbcore.coupling.cache import SimulationCache
 from sbcore.network.base import Network
 from sbcore.process.base import ENDS, Direction, check_prediction
@@ -153,7 +153,8 @@ class AlternatingConfig:
     predict, loss_weight, loss_reduction, t_epsilon: the bridge-matching loss, as in `bm`.
     fb_sequence: directions of successive stages, repeated (DSBM: [backward, forward]).
     inner_iters: optimisation steps per stage.
-    outer_iters: number of stages; it sets train.steps. null: as many as train.steps allows.
+    outer_iters: number of stages; it sets train.steps (giving both, they must agree). null: stages until
+        train.steps.
     first_inner_iters: steps of each of the first `first_stages` stages (null: inner_iters).
     first_stages: leading stages trained on `coupling`.
     cache_size: rows simulated by the teacher at once (0: simulate every training batch afresh).
@@ -205,14 +206,28 @@ class AlternatingBridgeMatching(BridgeMatching):
     Config = AlternatingConfig
     #: keep whole teacher paths ("path" (B, T+1, *D) and their times "t" (B, T+1)) next to the endpoints.
     cache_paths: ClassVar[bool] = False
+    #: the method keys that count the stages and their length, and whether the count may be null (open ended).
+    stage_keys: ClassVar[tuple[str, str, bool]] = ("outer_iters", "inner_iters", True)
 
     @classmethod
     def resolve_config(cls, config: Any) -> Any:
-        """`outer_iters` stages fix the number of steps: they replace `train.steps`."""
-        total = config.method.schedule.total_steps
-        if total is None or total == config.train.steps:
-            return config
-        return attrs.evolve(config, train=attrs.evolve(config.train, steps=total))
+        """`train.steps` keeps its one meaning, the run's total steps: `outer_iters` stages fill an open
+        `train.steps`; with `outer_iters: null` the stages run until `train.steps`; both given and different
+        is refused in one line naming the keys, never silently overridden."""
+        schedule = config.method.schedule
+        total, steps = schedule.total_steps, config.train.steps
+        if total is not None and steps is not None and steps != total:
+            count, length, open_ended = cls.stage_keys
+            first = (f" (the first {schedule.first_stages} of {schedule.first_inner_iters})"
+                     if schedule.first_inner_iters else "")
+            hint = f"give method.{count}=null to let train.steps end the stages, or " if open_ended else ""
+            raise ConfigError([
+                f"train.steps={steps} disagrees with the stage schedule: method.{count}={schedule.outer_iters} "
+                f"stages of method.{length}={schedule.inner_iters} steps{first} make {total}; {hint}"
+                f"set method.{count} and method.{length} without train.steps @ config.train.steps"])
+        if total is not None:
+            config = attrs.evolve(config, train=attrs.evolve(config.train, steps=total))
+        return super().resolve_config(config)
 
     def __init__(self, run: Run) -> None:
         super().__init__(run)

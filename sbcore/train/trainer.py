@@ -33,19 +33,19 @@ import contextlib
 import math
 import random
 import signal
-import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import attrs
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from sbcore import __version__
+from sbcore.config import DEFAULT_STEPS
 from sbcore.errors import NonFiniteError, UserError
 from sbcore.io import checkpoint as ckpt
 from sbcore.launch import distributed
@@ -60,6 +60,7 @@ from sbcore.seeding import derive_seeds
 from sbcore.train.ema import EMA
 from sbcore.train.init_from import init_networks
 from sbcore.train.lr_schedule import learning_rate
+from sbcore.train.progress import Progress
 
 if TYPE_CHECKING:
     from sbcore.metrics.translation import Evaluation
@@ -100,7 +101,10 @@ class Trainer(ABC):
     @classmethod
     def resolve_config(cls, config: Any) -> Any:
         """Settings the method derives from its own section (e.g. `train.steps` from a schedule), applied
-        when the config is built, so the run folder's config.yaml states what actually runs."""
+        when the config is built, so the run folder's config.yaml states what actually runs. A method that
+        overrides it calls this one last: it fills an open `train.steps`."""
+        if config.train.steps is None:
+            return attrs.evolve(config, train=attrs.evolve(config.train, steps=DEFAULT_STEPS))
         return config
 
     @abstractmethod
@@ -368,10 +372,7 @@ class Trainer(ABC):
             distributed.write_plan(self.plan, run.dir)
             append_event(run.dir, "start", step=self.step, world_size=self.plan.world_size)
             run.call_hook("sbcore_run_start")
-        bar = tqdm(
-            total=cfg.steps, initial=self.step, desc=run.dir.name, disable=not (cfg.progress and main),
-            dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30.0,
-        )
+        bar = Progress(cfg.steps, self.step, run.dir.name, enabled=cfg.progress and main)
         started = time.perf_counter()
         start_step, eval_seconds = self.step, 0.0
         alone = self.plan.world_size == 1
@@ -389,7 +390,7 @@ class Trainer(ABC):
             if log:
                 stats = {"loss": sum(self._window) / len(self._window) if self._window else math.nan, **stats}
                 self._window.clear()
-                bar.set_postfix(loss=f"{stats['loss']:.4g}")
+                bar.set_loss(stats["loss"])
                 if main:
                     run.call_hook("sbcore_step_end", step=step, metrics=stats)
             if self._stop_agreed and step < cfg.steps:
@@ -404,10 +405,12 @@ class Trainer(ABC):
         bar.close()
         elapsed = time.perf_counter() - started
         self.save_checkpoint()
-        # train_seconds: the loop, evaluations inside it included (eval_seconds of it)
+        # train_seconds: the loop, evaluations inside it included; eval_seconds: those and the final evaluation
         summary = {"step": self.step, "train_seconds": round(elapsed, 3), "eval_seconds": round(eval_seconds, 3),
                    "steps_per_second": round((self.step - start_step) / elapsed, 2) if elapsed > 0 else None}
+        eval_started = time.perf_counter()
         summary.update(self._evaluate())
+        summary["eval_seconds"] = round(eval_seconds + time.perf_counter() - eval_started, 3)
         run.summary = summary
         if main:
             append_event(run.dir, "finished", step=self.step)

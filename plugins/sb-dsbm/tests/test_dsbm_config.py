@@ -69,8 +69,10 @@ def test_sbcfm_regulariser_is_two_sigma_squared_of_the_process(plugins, tmp_path
 
 def test_schedule_sets_train_steps_in_the_resolved_config(plugins, tmp_path):
     raw = _raw({"inner_iters": 30, "outer_iters": 3, "first_inner_iters": 50})
-    config = structure_config(merge(raw, {"train": {"steps": 1000}}), plugins.registry)
+    config = structure_config(raw, plugins.registry)
     assert config.train.steps == 50 + 2 * 30
+    with pytest.raises(ConfigError, match=r"train.steps=1000 disagrees .* make 110; give method.outer_iters=null"):
+        structure_config(merge(raw, {"train": {"steps": 1000}}), plugins.registry)
     path = tmp_path / "config.yaml"  # what the run folder keeps reloads to the same steps
     path.write_text(yaml.safe_dump(make_converter(plugins.registry).unstructure(config)))
     assert structure_config(yaml.safe_load(path.read_text()), plugins.registry) == config

@@ -147,6 +147,7 @@ class SDSB(AlternatingBridgeMatching):
     """Alternating discrete-time IPF with whole-trajectory caches (module docstring)."""
 
     Config = SDSBConfig
+    stage_keys = ("epochs", "steps_per_epoch", False)
 
     @classmethod
     def resolve_config(cls, config: Any) -> Any:
