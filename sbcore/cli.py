@@ -1,4 +1,4 @@
-"""The ``sbcore`` command line: run | sample | config | plugins (plugins may add more).
+"""The ``sbcore`` command line: run | sample | config | examples | plugins (plugins may add more).
 
 `main` is the one error boundary: sbcore's expected failures (`sbcore.errors`, config and
 component errors, missing files, I/O) end as a few lines on stderr with exit status 2 (user error)
@@ -16,15 +16,18 @@ import sys
 import traceback
 from typing import Any
 
+import attrs
 import yaml
 
 from sbcore import __version__
 from sbcore.config import ConfigError, merge, parse_overrides, read_yaml_file, structure_config
 from sbcore.errors import SbcoreError
+from sbcore.example_configs import ExamplesOptions, default_config
+from sbcore.options import help_text, option, parse_options
 from sbcore.plugins import Plugins, get_plugins
 from sbcore.registry import UnknownComponentError
 
-USAGE_RUN = "sbcore run plugin=NAME [CONFIG.yaml] [key.sub=value ...]"
+USAGE_RUN = "sbcore run [plugin=NAME] [CONFIG.yaml | -] [key.sub=value ...]"
 
 
 def split_args(items: list[str]) -> tuple[str | None, list[str]]:
@@ -36,10 +39,11 @@ def split_args(items: list[str]) -> tuple[str | None, list[str]]:
 
 
 def load_config(items: list[str], plugins: Plugins) -> tuple[Any, str | None]:
+    """The config of CONFIG.yaml (``-``: read from stdin) and overrides, and the file's path (None for stdin)."""
     path, overrides = split_args(items)
     raw = read_yaml_file(path) if path else {}
     raw = merge(raw, parse_overrides(overrides))
-    return structure_config(raw, plugins.registry), path
+    return structure_config(raw, plugins.registry), None if path == "-" else path
 
 
 # ---- commands --------------------------------------------------------------------------------
@@ -53,21 +57,36 @@ def cmd_run(args: argparse.Namespace) -> int:
     return launch(config, path, plugins)
 
 
+@attrs.frozen(kw_only=True)
+class ConfigOptions:
+    plugin: str | None = option(None, help="the method, or the plugin that registers it: start from its runnable "
+                                           "example (with a FILE.yaml: replace the file's plugin)")
+
+
 def cmd_config(args: argparse.Namespace) -> int:
-    """Print the full default config of a plugin (every key, with defaults)."""
+    """Print a complete config, every key with its value: a method's runnable defaults, or FILE.yaml resolved."""
     plugins = get_plugins()
-    path, overrides = split_args(args.items)
+    path, items = split_args(args.items)
+    own = [i for i in items if i.split("=", 1)[0].strip() in attrs.fields_dict(ConfigOptions)]
+    opts = parse_options("sbcore config", ConfigOptions, own)
+    overrides = parse_overrides([i for i in items if i not in own])
     if path is not None:
-        raise ConfigError([f"sbcore config takes plugin=NAME and key.sub=value items, not a file ({path})"])
-    raw = parse_overrides(overrides)
-    if "plugin" not in raw:
-        raise ConfigError([f"give plugin=NAME; available: {', '.join(plugins.registry.names('method'))}"])
-    method_cls = plugins.registry.get("method", raw["plugin"])
-    base = {"data": getattr(method_cls, "default_data", {"x0": {"source": "gaussian"}, "x1": {"source": "gaussian"}})}
-    config = structure_config(merge(base, raw), plugins.registry)
+        raw = read_yaml_file(path)
+    elif opts.plugin is not None:
+        raw = default_config(plugins, plugins.registry.method_name(opts.plugin))
+    else:
+        methods = ", ".join(plugins.registry.names("method"))
+        raise ConfigError([f"give plugin=NAME or a CONFIG.yaml; methods: {methods}"])
+    if opts.plugin is not None:
+        raw["plugin"] = opts.plugin
+    raw = merge(raw, overrides)
+    config = structure_config(raw, plugins.registry)
     from sbcore.config import make_converter
 
-    print(yaml.safe_dump(_with_defaults(config, make_converter(plugins.registry), plugins), sort_keys=False), end="")
+    shown = _with_defaults(config, make_converter(plugins.registry), plugins)
+    if (raw.get("train") or {}).get("steps") is None:  # left to the method (its stages), so edits to them apply
+        shown["train"]["steps"] = None
+    print(yaml.safe_dump(shown, sort_keys=False), end="")
     return 0
 
 
@@ -119,34 +138,51 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 # ---- entry point -----------------------------------------------------------------------------
 
-#: the core's commands: (name, handler, one-line help, what its items are).
+def cmd_examples(args: argparse.Namespace) -> int:
+    from sbcore.example_configs import examples_command
+
+    return examples_command(args.items)
+
+
+#: the core's commands: (name, handler, one-line help, what its items are, options class or None).
 COMMANDS = [
     ("run", cmd_run, f"train a method: {USAGE_RUN}",
-     "CONFIG.yaml (at most one) and key.sub=value overrides of any config key (see `sbcore config plugin=NAME`); "
-     "plugin=NAME is the method's name as `sbcore plugins` lists it; resume=true continues the run folder "
-     "out/name from its newest checkpoint, resume=force also accepts a changed network, method, process or data"),
+     "CONFIG.yaml (at most one; - reads it from stdin) and key.sub=value overrides of any config key (see "
+     "`sbcore config plugin=NAME`); plugin=NAME is a method's name as `sbcore plugins` lists it, or the name of "
+     "the plugin that registers it; resume=true continues the run folder out/name from its newest checkpoint, "
+     "resume=force also accepts a changed network, method, process or data", None),
     ("sample", cmd_sample, "sample a trained run or translate your inputs: "
                            "sbcore sample run=DIR (n=N|all | input=FILE_OR_FOLDER) out=FILE.npz",
      "run=DIR n=N|all out=FILE.npz direction=forward|backward steps=K path=true|false seed=S split=test|train "
      "input=FILE_OR_FOLDER key=ARRAY device=auto|cpu|cuda sampler.kind=NAME sampler.KEY=VALUE "
-     "eval.output=final|predicted_end eval.data.SIDE.KEY=VALUE, and options the run's method adds"),
-    ("config", cmd_config, "print the full default config: sbcore config plugin=NAME",
-     "plugin=NAME and key.sub=value overrides; prints every key with its default, every component's parameters"),
-    ("plugins", cmd_plugins, "list plugins, their hooks and components", "(none)"),
+     "eval.output=final|predicted_end eval.data.SIDE.KEY=VALUE, and options the run's method adds", None),
+    ("config", cmd_config, "print a complete config that runs: sbcore config plugin=NAME [key.sub=value ...] "
+                           "or sbcore config CONFIG.yaml [key.sub=value ...]",
+     "plugin=NAME (its runnable example) or CONFIG.yaml, and key.sub=value overrides; prints every key, every "
+     "component's parameters with their defaults; `sbcore config plugin=NAME | sbcore run -` trains it", ConfigOptions),
+    ("examples", cmd_examples, "list the example configs the plugins ship, or copy one: "
+                               "sbcore examples [plugin=NAME] [copy=FILE]",
+     "plugin=NAME (only its examples) and copy=FILE (write that example to the current folder)", ExamplesOptions),
+    ("plugins", cmd_plugins, "list plugins, their hooks and components", "(none)", None),
 ]
 
 
 def build_parser(plugins: Plugins | None = None) -> argparse.ArgumentParser:
-    """The core's commands, plus those of `plugins` when given (``sbcore_add_commands``)."""
+    """The core's commands, plus those of `plugins` when given (``sbcore_add_commands``).
+
+    A command whose ``key=value`` items are an options class (`sbcore.options`) keeps it as the parser
+    default ``options``: its ``--help`` lists them, and the documentation's CLI reference reads them."""
     parser = argparse.ArgumentParser(prog="sbcore", description="Schrödinger and diffusion bridges.",
                                      epilog="--debug (or SBCORE_DEBUG=1) shows the traceback of an error.")
     parser.add_argument("--version", action="version", version=f"sbcore {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, fn, helptext, items in COMMANDS:
-        p = sub.add_parser(name, help=helptext, description=helptext)
+    for name, fn, helptext, items, options in COMMANDS:
+        p = sub.add_parser(name, help=helptext, description=helptext,
+                           epilog=help_text(options) if options else None,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("items", nargs="*", help=items)
-        p.set_defaults(handler=fn)
+        p.set_defaults(handler=fn, options=options)
     if plugins is not None:
         plugins.hook.sbcore_add_commands(subparsers=sub)
     return parser

@@ -17,6 +17,7 @@ import difflib
 import functools
 import inspect
 import re
+import sys
 import types
 import typing
 from pathlib import Path
@@ -29,7 +30,7 @@ from attrs import validators as v
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 from cattrs.v import format_exception
 
-from sbcore.registry import Registry, unknown_name_message
+from sbcore.registry import Registry
 
 # ------------------------------------------------------------------------------------------------
 # YAML: PyYAML reads YAML 1.1, where `3e-4` is a string; accept it as a float like YAML 1.2 does.
@@ -498,11 +499,13 @@ def _replaces(value: dict[str, Any]) -> bool:
 
 
 def read_yaml_file(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
+    """A config file as a mapping; ``-`` reads it from stdin (``sbcore config plugin=bm | sbcore run -``)."""
+    stdin = str(path) == "-"
+    path = Path("<stdin>") if stdin else Path(path)
+    if not stdin and not path.is_file():
         raise ConfigError([f"config file not found: {path}"])
     try:
-        raw = load_yaml(path.read_text(encoding="utf-8"))
+        raw = load_yaml(sys.stdin.read() if stdin else path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError([f"{path}: not valid YAML: {exc}"]) from None
     except UnicodeDecodeError as exc:
@@ -523,11 +526,11 @@ def structure_config(raw: dict[str, Any], registry: Registry) -> Config:
         raise ConfigError([f"required key missing @ config.plugin (available: {', '.join(registry.names('method'))})"])
     errors: list[str] = []
     try:
-        trainer_cls = registry.get("method", plugin)
-        method_cls = trainer_cls.Config
-    except KeyError:
-        message = unknown_name_message("plugin", plugin, registry.names("method"))
-        raise ConfigError([f"{message} @ config.plugin"]) from None
+        raw["plugin"] = plugin = registry.method_name(plugin)  # the run folder's config names the method
+    except KeyError as exc:
+        raise ConfigError([f"{exc} @ config.plugin"]) from None
+    trainer_cls = registry.get("method", plugin)
+    method_cls = trainer_cls.Config
     method_raw = raw.pop("method", {}) or {}
     method = None
     if isinstance(method_raw, dict) and "sigma" in method_raw and "sigma" not in attrs.fields_dict(method_cls):

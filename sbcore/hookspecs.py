@@ -4,7 +4,8 @@ A plugin is a module (or object) with functions decorated by `sbcore.hookimpl`, 
 specs below and taking any subset of their arguments (always passed by keyword). Plugins are found
 through the entry-point group ``sbcore``; the entry-point name is the plugin's name in
 ``sbcore plugins`` and ``SBCORE_PLUGINS=a,b``. ``plugin=NAME`` in a config names a *method* (a
-registered ``method`` component, e.g. ``bm`` or ``imf``), which any plugin may provide.
+registered ``method`` component, e.g. ``bm`` or ``dsbm``), which any plugin may provide, or the plugin
+that registers it when it registers exactly one.
 Built-in components register through these same hooks.
 
 Scope. Every installed plugin is loaded for every command, and its hooks are called for every

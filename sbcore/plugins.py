@@ -104,6 +104,7 @@ def create_plugins(extra: list[Any] | tuple[Any, ...] = ()) -> Plugins:
         infos[name] = PluginInfo(name, "(registered in code)", "-")
     pm.check_pending()
     registry = Registry()
+    registry.core_plugins = {name for name, info in infos.items() if info.distribution == "sbcore"}
     for name, plugin in pm.list_name_plugin():
         impl = getattr(plugin, "sbcore_register", None)
         if impl is None:

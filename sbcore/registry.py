@@ -36,6 +36,8 @@ class Registry:
         self._owner: dict[tuple[str, str], str] = {}
         self.kinds: dict[str, str] = dict(KINDS)
         self.current_plugin: str = "?"
+        #: the core's own plugins, whose names are not aliases of the methods they register.
+        self.core_plugins: set[str] = set()
 
     def add_kind(self, kind: str, description: str) -> None:
         """Let a plugin introduce a component kind of its own (e.g. I2SB's `corruption` operators)."""
@@ -67,6 +69,28 @@ class Registry:
     def owner(self, kind: str, name: str) -> str | None:
         """The plugin that registered `name` as a `kind` (None when nobody did)."""
         return self._owner.get((kind, name))
+
+    def method_name(self, name: str) -> str:
+        """The method that ``plugin=name`` means: a method's name, or the name of the plugin (its entry point)
+        that registers exactly one method. Unknown or ambiguous names list both kinds of name."""
+        methods = self._items.get("method", {})
+        if name in methods:
+            return name
+        by_plugin: dict[str, list[str]] = defaultdict(list)
+        for method in sorted(methods):
+            if self._owner[("method", method)] not in self.core_plugins:
+                by_plugin[self._owner[("method", method)]].append(method)
+        if len(by_plugin.get(name, [])) == 1:
+            return by_plugin[name][0]
+        if name in by_plugin:
+            raise UnknownComponentError(f"plugin {name!r} registers several methods: {', '.join(by_plugin[name])}; "
+                                        "give one of them as plugin=METHOD")
+        aliases = {p: m[0] for p, m in by_plugin.items() if len(m) == 1 and p != m[0]}
+        shown = ", ".join([*sorted(methods), *(f"{p} (= {m})" for p, m in sorted(aliases.items()))])
+        close = difflib.get_close_matches(str(name), [*methods, *aliases], n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise UnknownComponentError(f"unknown plugin {name!r}: plugin= names a method or the plugin that registers it; "
+                      f"available: {shown or '(none)'}.{hint}")
 
     def owned_by(self, plugin: str) -> dict[str, list[str]]:
         """Components a plugin registered, grouped by kind (for `sbcore plugins`)."""

@@ -60,7 +60,7 @@ def test_config_prints_full_defaults():
     config = yaml.safe_load(out)
     assert config["plugin"] == "bm"
     assert config["process"] == {"kind": "brownian", "sigma": 1.0}
-    assert config["method"]["coupling"] == {"kind": "independent"}
+    assert config["method"]["coupling"]["kind"] == "sinkhorn" and config["method"]["coupling"]["max_iter"] == 10000
     assert config["train"]["ema_decay"] == 0.999 and config["sampler"]["kind"] == "euler_maruyama"
 
 

@@ -138,8 +138,8 @@ def test_unwritable_out_names_the_path(cfg, tmp_path, capsys):
 def test_other_commands_reject_bad_arguments(tmp_path, capsys):
     clean_failure(capsys, ["plugins", "extra"], 2, "takes no arguments")
     clean_failure(capsys, ["config"], 2, "give plugin=NAME")
-    clean_failure(capsys, ["config", "plugin=nope"], 2, "unknown method 'nope'")
-    clean_failure(capsys, ["config", "plugin=bm", "cfg.yaml"], 2, "not a file (cfg.yaml)")
+    clean_failure(capsys, ["config", "plugin=nope"], 2, "unknown plugin 'nope'")
+    clean_failure(capsys, ["config", "plugin=bm", "cfg.yaml"], 2, "config file not found: cfg.yaml")
     clean_failure(capsys, ["sample", f"run={tmp_path / 'none'}"], 2, "run folder not found")
     clean_failure(capsys, ["status", f"run={tmp_path / 'none'}"], 2, "run folder not found")
     with pytest.raises(SystemExit) as exit_info:
@@ -173,7 +173,7 @@ def test_missing_optional_dependency_names_the_extra(cfg, tmp_path, capsys, monk
 def test_config_shows_every_component_parameter(capsys):
     assert main(["config", "plugin=bm"]) == 0
     shown = yaml.safe_load(capsys.readouterr().out)
-    assert shown["network"]["hidden"] == inspect.signature(MLP).parameters["hidden"].default
+    assert shown["network"]["time_dim"] == inspect.signature(MLP).parameters["time_dim"].default
     assert {"layers", "hidden"} <= set(shown["network"]) and "dim" in shown["data"]["x0"]
     assert "steps" in shown["sampler"] and "sigma" in shown["process"]
 

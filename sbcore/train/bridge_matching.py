@@ -80,6 +80,7 @@ class BridgeMatching(Trainer):
     """Forward and/or backward networks trained by bridge matching on a fixed coupling."""
 
     Config = BMConfig
+    default_example = "gaussian.yaml"
 
     def open_data(self, data: Any) -> dict[str, Any]:
         """``pairs`` (a PairedSource or None) and ``sources`` (side -> Source, or None) from `data`."""

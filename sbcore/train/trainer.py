@@ -75,6 +75,9 @@ class Trainer(ABC):
     """Base trainer. Subclasses implement `setup`, `training_loss` and `evaluate`."""
 
     Config: ClassVar[type]
+    #: the runnable starting point of ``sbcore config plugin=NAME``: a config file in the ``examples/`` folder
+    #: of the package that defines this attribute (the paper's process, network and sampler on a small task).
+    default_example: ClassVar[str | None] = None
     #: the directions this method can sample ("forward": x0 -> x1, "backward": x1 -> x0); set in setup.
     directions: tuple[Direction, ...] = ()
 

@@ -74,6 +74,7 @@ class DBFS(AlternatingBridgeMatching):
     """Alternating endpoint-predicting bridge matching on the run's (spectral) process."""
 
     Config = DBFSConfig
+    default_example = "gp1d.yaml"
 
     @property
     def t_max(self) -> float:

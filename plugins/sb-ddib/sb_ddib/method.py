@@ -113,6 +113,7 @@ class DDIB(BridgeMatching):
     """One domain's diffusion model; `sample("forward")` encodes, `sample("backward")` decodes."""
 
     Config = DDIBConfig
+    default_example = "moons.yaml"
 
     def open_data(self, data: Any) -> dict[str, Any]:
         """The domain (x0) and its latent: data.x1 when given, else white noise of the data's shape."""

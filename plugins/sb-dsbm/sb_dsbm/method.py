@@ -103,6 +103,7 @@ class DSBM(AlternatingBridgeMatching):
     """Alternating bridge matching on couplings refreshed by the previous half-iteration's EMA network."""
 
     Config = DSBMConfig
+    default_example = "moons.yaml"
 
     def setup(self) -> None:
         super().setup()

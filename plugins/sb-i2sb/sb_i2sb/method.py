@@ -61,6 +61,7 @@ class I2SB(BridgeMatching):
     """Restoration bridge from degraded x1 to clean x0."""
 
     Config = I2SBConfig
+    default_example = "mnist-sr4x-pool.yaml"
     directions: tuple[Direction, ...] = ("backward",)
 
     def open_data(self, data: Any) -> dict[str, Any]:

@@ -147,6 +147,7 @@ class SDSB(AlternatingBridgeMatching):
     """Alternating discrete-time IPF with whole-trajectory caches (module docstring)."""
 
     Config = SDSBConfig
+    default_example = "pinwheel_checkerboard_sdsb.yaml"
     stage_keys = ("epochs", "steps_per_epoch", False)
 
     @classmethod
