@@ -250,6 +250,20 @@ class TensorBoardLogConfig:
 
 
 @attrs.frozen
+class WandbLogConfig:
+    """Weights & Biases logging, offline first: ``offline`` (the default) writes wandb's run files under the
+    run folder's ``wandb/`` with no account (``wandb sync`` uploads them later); ``online`` needs
+    ``WANDB_API_KEY`` in the environment and falls back to offline without it."""
+
+    enabled: bool = False
+    project: str = "sbcore"
+    entity: str | None = None
+    group: str | None = None
+    mode: Literal["offline", "online", "disabled"] = "offline"
+    tags: list[str] = attrs.field(factory=list)
+
+
+@attrs.frozen
 class LogConfig:
     console: bool = True
     jsonl: bool = True
@@ -257,6 +271,7 @@ class LogConfig:
     strict: bool = False
     neptune: NeptuneLogConfig = attrs.field(factory=NeptuneLogConfig)
     tensorboard: TensorBoardLogConfig = attrs.field(factory=TensorBoardLogConfig)
+    wandb: WandbLogConfig = attrs.field(factory=WandbLogConfig)
 
 
 @attrs.frozen

@@ -17,12 +17,12 @@ from sbcore.registry import Registry
 
 ENTRY_POINT_GROUP = "sbcore"
 #: modules of the core that register through the same hooks as third-party plugins.
-#: every subpackage registers its components through its own `plugin` module (neptune and TensorBoard
+#: every subpackage registers its components through its own `plugin` module (neptune, TensorBoard and wandb
 #: are loggers of their own); their plugin names drop the "sbcore." and ".plugin" parts.
 BUILTIN_PLUGINS = ("sbcore.process.plugin", "sbcore.coupling.plugin", "sbcore.network.plugin",
                    "sbcore.sampler.plugin", "sbcore.train.plugin", "sbcore.data.plugin", "sbcore.metrics.plugin",
                    "sbcore.launch.plugin", "sbcore.log.plugin", "sbcore.log.neptune", "sbcore.log.tensorboard",
-                   "sbcore.export")
+                   "sbcore.log.wandb", "sbcore.export")
 
 
 @attrs.define
