@@ -17,6 +17,7 @@ EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "dsbm"
 
 def test_defaults_are_the_example_config():
     example = read_yaml_file(EXAMPLES / "gaussian.yaml")
+    assert example.pop("name") == "dsbm-gaussian"  # the bench names each job's run itself
     assert example == bench.DEFAULTS
 
 
