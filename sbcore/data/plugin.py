@@ -1,4 +1,4 @@
-"""The data layer's built-in plugin: dataset sources, and the ``sbcore shards`` command."""
+"""The data layer's built-in plugin: dataset sources, and the ``sbcore shards`` and ``sbcore data fetch`` commands."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from sbcore.config import ConfigError, DataSource, make_converter, parse_overrid
 from sbcore.data.arrays import ArraysSource
 from sbcore.data.gaussian import GaussianSource
 from sbcore.data.image_folder import ImageFolderSource
-from sbcore.data.images import MNIST, EMNISTLetters, FashionMNIST
+from sbcore.data.images import _FILES, MNIST, EMNISTLetters, FashionMNIST
 from sbcore.data.latent import DiffusersVAE
 from sbcore.data.memory import ShapeOnly, describe
 from sbcore.data.shards import ShardSource, index_path, write_shards
@@ -47,6 +47,22 @@ def sbcore_add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("action", choices=["write"])
     parser.add_argument("items", nargs="*", help="data.source=NAME, data.<param>=VALUE and write options")
     parser.set_defaults(handler=cmd_shards)
+    from sbcore.data.fetch import USAGE, FetchOptions
+    from sbcore.options import help_text
+
+    parser = subparsers.add_parser("data", help=f"fetch a standard dataset into $SBCORE_DATA_DIR: {USAGE}",
+                                   description=f"usage: {USAGE}", epilog=help_text(FetchOptions),
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("action", choices=["fetch"])
+    parser.add_argument("dataset", choices=sorted(_FILES))
+    parser.add_argument("items", nargs="*", help="dir=FOLDER force=true")
+    parser.set_defaults(handler=cmd_data, options=FetchOptions)
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from sbcore.data.fetch import fetch_command
+
+    return fetch_command(args.dataset, args.items)
 
 
 def parse_write_args(items: list[str], registry: Registry) -> tuple[Any, dict[str, Any]]:
