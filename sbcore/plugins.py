@@ -31,6 +31,8 @@ class PluginInfo:
     distribution: str
     version: str
     error: str | None = None
+    #: the exception behind `error`, kept so a test run can show its traceback.
+    exception: BaseException | None = attrs.field(default=None, repr=False)
 
 
 @attrs.define
@@ -96,6 +98,7 @@ def create_plugins(extra: list[Any] | tuple[Any, ...] = ()) -> Plugins:
             _check_hook_names(pm, ep.name)
         except Exception as exc:  # a broken plugin must not take the others down
             infos[ep.name].error = f"{type(exc).__name__}: {exc}"
+            infos[ep.name].exception = exc
             if pm.get_plugin(ep.name) is not None:
                 pm.unregister(name=ep.name)
     for obj in extra:
@@ -115,6 +118,7 @@ def create_plugins(extra: list[Any] | tuple[Any, ...] = ()) -> Plugins:
             if infos[name].distribution in ("sbcore", "(registered in code)"):
                 raise
             infos[name].error = f"sbcore_register failed: {type(exc).__name__}: {exc}"
+            infos[name].exception = exc
             pm.unregister(name=name)
     registry.current_plugin = "?"
     return Plugins(pm, registry, infos)

@@ -34,7 +34,8 @@ REGISTRY = get_plugins().registry
 #: build from them; several cases cover a component's variants.
 NETWORKS: dict[str, list[dict[str, Any]]] = {
     "mlp": [dict(params={"hidden": 16, "layers": 2, "time_dim": 8}, shapes=[(3,), (1, 5, 5)])],
-    "unet": [dict(params={"channels": 8, "channel_mults": (1, 2), "groups": 4}, shapes=[(1, 8, 8), (3, 7, 7)]),
+    "unet": [dict(params={"channels": 8, "channel_mults": (1, 2), "groups": 4}, shapes=[(1, 8, 8), (3, 7, 7)],
+                  inert={"num_heads": "no attention level in this case (the next case has one)"}),
              dict(params={"channels": 8, "channel_mults": (1, 2), "groups": 4, "attention_levels": (1,),
                           "num_heads": 2, "dropout": 0.1}, shapes=[(1, 8, 8)])],
     "resmlp": [dict(params={"hidden": 16, "blocks": 2, "steps": 8}, shapes=[(2,), (1, 3, 3)])],

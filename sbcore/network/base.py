@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
 
 class Network(nn.Module):
     """Base class: `forward(x, t, **cond)` with t of shape (B,) in [0, 1]."""
+
+    #: constructor arguments that by design change neither the architecture nor the output (name -> why);
+    #: the conformance suite (`sbcore.testing.NetworkSuite`) requires every other argument to change one.
+    inert_arguments: ClassVar[dict[str, str]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import typing
 from typing import Any
 
 import torch
@@ -32,6 +34,9 @@ class NetworkSuite(Suite):
     cond_shape: None if the network takes no conditioning (then any keyword input must raise
         TypeError, never be ignored); else the shape of the ``cond=`` tensor it accepts, which must
         change its output.
+    inert: constructor arguments that change neither the architecture nor the output in this test case
+        (name -> why), added to the class's own `Network.inert_arguments` (e.g. a memory-saving switch);
+        every other argument must change one of them.
     """
 
     kind = "network"
@@ -39,8 +44,9 @@ class NetworkSuite(Suite):
 
     def __init__(self, component: str | type, params: dict[str, Any] | None = None, *,
                  shapes: list[tuple[int, ...]] | None = None, cond_shape: tuple[int, ...] | None = None,
-                 batch: int = 4, registry: Registry | None = None) -> None:
+                 batch: int = 4, inert: dict[str, str] | None = None, registry: Registry | None = None) -> None:
         super().__init__(component, params, registry=registry)
+        self.inert = {**getattr(self.cls, "inert_arguments", {}), **(inert or {})}
         self.given_shapes = [tuple(s) for s in shapes] if shapes is not None else None
         self.cond_shape = tuple(cond_shape) if cond_shape is not None else None
         self.batch = batch
@@ -201,6 +207,61 @@ class NetworkSuite(Suite):
             self.output(net, x.float(), t.float()).square().mean().backward()
             missing = [n for n, p in net.named_parameters() if p.grad is None or not bool(p.grad.abs().sum() > 0)]
             self.expect(not missing, f"no gradient reaches {missing}")
+
+    def check_arguments_are_used(self) -> None:
+        """Each constructor argument with a default changes the parameters' shapes, the eval-mode output or
+        the seeded train-mode output when given another value (bool flipped, a number doubled or moved,
+        another Literal choice); an argument silently ignored would be recorded in hparams and mean nothing.
+        Arguments no other value can be found for (strings, lists, None defaults) are not tried."""
+        shape = self.shapes()[0]
+        base = self._fingerprint(shape, self.params)
+        ignored = []
+        for name, values in self._alternatives().items():
+            if name in self.inert:
+                continue
+            for value in values:
+                try:
+                    other = self._fingerprint(shape, {**self.params, name: value})
+                except Exception:  # noqa: BLE001, S112 - this value is refused: try the next one
+                    continue
+                if other != base:
+                    break
+                ignored.append(f"{name}={value!r}")
+                break
+        self.expect(not ignored, f"changing {', '.join(ignored)} changes neither the parameter shapes nor the "
+                                 "output: use the argument, or list it in inert= with the reason")
+
+    def _alternatives(self) -> dict[str, list[Any]]:
+        """Argument -> other values to try, from its annotation and its current value."""
+        hints = typing.get_type_hints(inspect.unwrap(self.cls.__init__))
+        out: dict[str, list[Any]] = {}
+        for name, param in inspect.signature(inspect.unwrap(self.cls.__init__)).parameters.items():
+            if name in ("self", "shape") or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                continue
+            current = self.params.get(name, param.default)
+            kind = hints.get(name)
+            if typing.get_origin(kind) is typing.Literal:
+                out[name] = [c for c in typing.get_args(kind) if c != current][:2]
+            elif isinstance(current, bool):
+                out[name] = [not current]
+            elif isinstance(current, int):
+                out[name] = [current * 2 if current else 1, current + 1]
+            elif isinstance(current, float):
+                out[name] = [current * 2 if current else 0.5, current / 2 if current else 0.25]
+        return out
+
+    def _fingerprint(self, shape: tuple[int, ...], params: dict[str, Any]) -> tuple[Any, ...]:
+        """(parameter shapes, eval output, seeded train-mode output) of a network built with `params`."""
+        torch.manual_seed(0)
+        net = randomise(self.cls(shape=shape, **params))
+        x, t = self.inputs(shape)
+        x, t = x.float(), t.float()
+        with torch.no_grad():
+            evaluated = self.output(net.eval(), x, t)
+            torch.manual_seed(1)
+            trained = self.output(net.train(), x, t)
+        shapes = tuple((k, tuple(v.shape)) for k, v in net.state_dict().items())
+        return shapes, evaluated.numpy().tobytes(), trained.numpy().tobytes()
 
     def check_conditioning(self) -> None:
         """Conditioning is used when declared (cond_shape) and rejected with TypeError otherwise."""

@@ -2,7 +2,8 @@
 
 A suite is a class whose ``check_*`` methods each test one property of one registered component
 (the diffusers idea of one common test suite per interface). `conformance` turns a suite into a
-pytest test parametrised over its checks, so a plugin's test file needs one line per component.
+pytest test parametrised over its checks, so a plugin's test file needs one line per component;
+`Suite.verify()` runs every check without pytest (``import sbcore.testing`` never needs it).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import json
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-import pytest
 from torch import Tensor
 
 from sbcore.plugins import get_plugins
@@ -35,8 +35,7 @@ class Suite:
     def __init__(self, component: str | type, params: dict[str, Any] | None = None, *,
                  registry: Registry | None = None) -> None:
         if isinstance(component, str):
-            registry = registry if registry is not None else get_plugins().registry
-            self.name, self.cls = component, registry.get(self.kind, component)
+            self.name, self.cls = component, _lookup(self.kind, component, registry)
         else:
             self.name, self.cls = component.__name__, component
         self.params = dict(params or {})
@@ -51,6 +50,11 @@ class Suite:
         """The names of the checks, in the order they are defined (`check_NAME` -> NAME)."""
         names = [name for klass in reversed(cls.__mro__) for name in vars(klass) if name.startswith("check_")]
         return list(dict.fromkeys(name.removeprefix("check_") for name in names))
+
+    def verify(self) -> None:
+        """Run every check; the first failure raises `ConformanceError` (no pytest needed)."""
+        for check in self.checks():
+            self.run(check)
 
     def run(self, check: str) -> None:
         if check not in self.checks():
@@ -97,12 +101,30 @@ class Suite:
             raise self.error(f"{what}: max error {error:.3g} exceeds {bound:.3g}")
 
 
+def _lookup(kind: str, name: str, registry: Registry | None) -> type:
+    """The registered component; when it is missing and a plugin failed to load, that plugin's own
+    exception is raised (chained), so a test run shows why rather than "unknown component"."""
+    if registry is not None:
+        return registry.get(kind, name)
+    plugins = get_plugins()
+    try:
+        return plugins.registry.get(kind, name)
+    except KeyError as missing:
+        broken = {n: i for n, i in plugins.infos.items() if i.error}
+        if not broken:
+            raise
+        cause = next((i.exception for i in broken.values() if i.exception is not None), None)
+        failures = "; ".join(f"{n}: {i.error}" for n, i in broken.items())
+        raise ConformanceError(f"{missing}; plugins that failed to load: {failures}") from cause
+
+
 def json_round_trip(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
 def conformance(suite: Suite) -> Callable[[str], None]:
     """A pytest test running every check of `suite` as its own parametrised case."""
+    import pytest
 
     @pytest.mark.parametrize("check", suite.checks())
     def test(check: str) -> None:

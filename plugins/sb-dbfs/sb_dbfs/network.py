@@ -112,6 +112,8 @@ class OperatorTransformer(Network):
     gradient_checkpointing: recompute blocks in the backward pass (memory for compute; training only).
     """
 
+    inert_arguments = {"gradient_checkpointing": "recomputes blocks in the backward pass: same outputs"}
+
     def __init__(
         self, shape: tuple[int, ...], width: int = 64, latents: int = 32, heads: int = 4, encoder_blocks: int = 2,
         self_per_cross: int = 1, decoder_blocks: int = 1, decoder_self_attention: bool = False,
