@@ -50,9 +50,17 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site, built as CI builds it (warnings are errors): `nox -s docs`."""
+    _torch_layer(session)
+    session.install("-e", ".[docs]", *[arg for p in PLUGINS for arg in ("-e", f"plugins/{p}")])
+    session.run("mkdocs", "build", "--strict", env={"DISABLE_MKDOCS_2_WARNING": "true"})
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     session.install("ruff")
-    session.run("ruff", "check", "sbcore", "tests", "plugins", "examples", "benchmarks", "noxfile.py")
+    session.run("ruff", "check", "sbcore", "tests", "plugins", "examples", "benchmarks", "docs", "noxfile.py")
 
 
 @nox.session

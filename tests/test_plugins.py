@@ -113,12 +113,15 @@ def installed_template():
 
 def test_template_plugin_installs_and_runs(installed_template, tmp_path):
     out = subprocess.run([sys.executable, "-m", "sbcore", "plugins"], capture_output=True, text=True, check=True).stdout
-    assert "spiral (sb-spiral 0.1.0)" in out and "dataset: spiral" in out
+    assert "spiral (sb-spiral 0.1.0)" in out and "dataset: spiral" in out and "method: power_time" in out
+    # plugin=spiral: the plugin's name stands for its one method; the config is the one its wheel ships
     result = subprocess.run(
-        [sys.executable, "-m", "sbcore", "run", "plugin=bm", str(TEMPLATE / "spiral.yaml"), "train.steps=30",
-         f"out={tmp_path}", "train.progress=false"],
+        [sys.executable, "-m", "sbcore", "run", "plugin=spiral",
+         str(TEMPLATE / "sb_spiral" / "examples" / "spiral.yaml"), "train.steps=30", f"out={tmp_path}",
+         "train.progress=false"],
         capture_output=True, text=True,
     )
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "spiral" / "config.yaml").read_text().count("source: spiral") == 1
+    saved = (tmp_path / "spiral" / "config.yaml").read_text()
+    assert saved.count("source: spiral") == 1 and "plugin: power_time" in saved and "kind: quadratic" in saved
     assert list((tmp_path / "spiral" / "checkpoints").glob("step_*.safetensors"))

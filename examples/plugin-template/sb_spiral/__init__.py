@@ -1,1 +1,2 @@
-"""An example sbcore plugin: registers the `spiral` data source."""
+"""An example sbcore plugin: a data source (`spiral`), a network (`gated_mlp`), a reference process
+(`quadratic`) and a method (`power_time`)."""

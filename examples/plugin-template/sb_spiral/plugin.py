@@ -1,7 +1,7 @@
 """Hook implementations of the example plugin.
 
 A plugin is any importable module whose functions are marked with `sbcore.hookimpl` and named
-after the specs in `sbcore.hookspecs`. This one adds one component, a data source.
+after the specs in `sbcore.hookspecs`. This one adds a data source, a network, a reference process and a method.
 """
 
 from __future__ import annotations
@@ -11,6 +11,9 @@ import math
 import torch
 from torch import Tensor
 
+from sb_spiral.method import PowerTime
+from sb_spiral.network import GatedMLP
+from sb_spiral.process import QuadraticBridge
 from sbcore import hookimpl
 from sbcore.data.base import Source
 
@@ -35,3 +38,6 @@ class Spiral(Source):
 @hookimpl
 def sbcore_register(registry) -> None:
     registry.add("dataset", "spiral", Spiral)
+    registry.add("network", "gated_mlp", GatedMLP)
+    registry.add("process", "quadratic", QuadraticBridge)
+    registry.add("method", "power_time", PowerTime)
