@@ -43,10 +43,12 @@ NETWORKS: dict[str, list[dict[str, Any]]] = {
     "diffusers_unet": [dict(params={**TINY_UNET, "timesteps": 100}, shapes=[(1, 8, 8), (2, 4, 4)])],
     "adm_unet": [dict(params={"num_channels": 32, "channel_mult": (1, 1), "num_res_blocks": 1,
                               "attention_resolutions": (4,), "num_head_channels": 16, "resblock_updown": True,
-                              "learn_sigma": True, "dropout": 0.1}, shapes=[(1, 8, 8)]),
+                              "learn_sigma": True, "dropout": 0.1}, shapes=[(1, 8, 8)],
+                      inert={"num_heads": "num_head_channels sets the heads", "num_heads_upsample": "likewise",
+                             "num_classes": "class_cond is off", "conv_resample": "resblock_updown resamples"}),
                  dict(params={"num_channels": 32, "channel_mult": (1, 2), "num_res_blocks": 1,
                               "attention_resolutions": (8,), "num_heads": 2, "use_scale_shift_norm": False},
-                      shapes=[(2, 8, 8)])],
+                      shapes=[(2, 8, 8)], inert={"num_classes": "class_cond is off"})],
 }
 PROCESSES: dict[str, list[dict[str, Any]]] = {
     "brownian": [{}, dict(params={"sigma": 0.0}, predictions=("drift", "endpoint", "velocity"))],
