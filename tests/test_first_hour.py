@@ -74,16 +74,16 @@ def test_config_options_are_checked(capsys):
     assert "option 'plugin' given twice" in capsys.readouterr().err
 
 
-class Spiral(BridgeMatching):
+class Whorl(BridgeMatching):
     """A method registered under another name than its plugin's."""
 
 
-class SpiralPlugin:
-    __name__ = "spiral"
+class WhorlPlugin:
+    __name__ = "whorl"
 
     @staticmethod
     def sbcore_register(registry):
-        registry.add("method", "spiral_bm", Spiral)
+        registry.add("method", "whorl_bm", Whorl)
 
 
 def test_plugin_accepts_the_plugin_name_and_lists_both_names():
@@ -91,15 +91,15 @@ def test_plugin_accepts_the_plugin_name_and_lists_both_names():
     from sbcore.hookspecs import hookimpl
     from sbcore.plugins import create_plugins
 
-    SpiralPlugin.sbcore_register = staticmethod(hookimpl(SpiralPlugin.sbcore_register))
-    plugins = create_plugins(extra=[SpiralPlugin()])
+    WhorlPlugin.sbcore_register = staticmethod(hookimpl(WhorlPlugin.sbcore_register))
+    plugins = create_plugins(extra=[WhorlPlugin()])
     data = {"x0": {"source": "gaussian", "dim": 2}, "x1": {"source": "gaussian", "dim": 2}}
-    config = structure_config({"plugin": "spiral", "data": data}, plugins.registry)
-    assert config.plugin == "spiral_bm"  # the run folder's config names the method
+    config = structure_config({"plugin": "whorl", "data": data}, plugins.registry)
+    assert config.plugin == "whorl_bm"  # the run folder's config names the method
     with pytest.raises(ConfigError) as info:
-        structure_config({"plugin": "spirl", "data": data}, plugins.registry)
+        structure_config({"plugin": "whrl", "data": data}, plugins.registry)
     message = str(info.value)
-    assert "spiral (= spiral_bm)" in message and "bm, " in message and "Did you mean 'spiral'?" in message
+    assert "whorl (= whorl_bm)" in message and "bm, " in message and "Did you mean 'whorl'?" in message
     assert "train (= bm)" not in message  # the core's own plugins are not aliases
 
 
