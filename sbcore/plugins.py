@@ -22,7 +22,8 @@ ENTRY_POINT_GROUP = "sbcore"
 BUILTIN_PLUGINS = ("sbcore.process.plugin", "sbcore.coupling.plugin", "sbcore.network.plugin",
                    "sbcore.sampler.plugin", "sbcore.train.plugin", "sbcore.data.plugin", "sbcore.metrics.plugin",
                    "sbcore.launch.plugin", "sbcore.log.plugin", "sbcore.log.neptune", "sbcore.log.tensorboard",
-                   "sbcore.log.wandb", "sbcore.export")
+                   "sbcore.log.wandb", "sbcore.export",
+                   "sbcore.bench.plugin")
 
 
 @attrs.define

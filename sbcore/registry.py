@@ -18,6 +18,7 @@ KINDS: dict[str, str] = {
     "latent": "a latent codec class (``data.latent``: encode(pixels) -> codes, decode(codes) -> pixels)",
     "metric": "a metric callable",
     "logger": "a logger plugin object (lifecycle hook implementations)",
+    "bench": "a benchmark suite of `sbcore bench NAME`: a function(items: list[str]) -> exit status",
 }
 
 

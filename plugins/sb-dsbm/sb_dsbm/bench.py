@@ -14,7 +14,6 @@ total step counts (`budget_schedule`: 4 half-iterations up to 40 000 steps, then
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
@@ -200,13 +199,12 @@ def write_outputs(out: Path, rows: list[dict[str, Any]], summary: list[dict[str,
     (out / "bench_gaussian.json").write_text(json.dumps({"meta": meta, "summary": summary, "runs": rows}, indent=1))
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    if args.suite != "gaussian":
-        raise ConfigError([f"unknown benchmark {args.suite!r}; available: gaussian. Usage: {USAGE}"])
-    opts = dict(item.split("=", 1) for item in args.items if "=" in item and "." not in item.split("=", 1)[0])
-    dotted = [item for item in args.items if "=" in item and "." in item.split("=", 1)[0]]
+def bench_gaussian(items: list[str]) -> int:
+    """`sbcore bench gaussian ...` (USAGE): the `bench` suite sb-dsbm registers."""
+    opts = dict(item.split("=", 1) for item in items if "=" in item and "." not in item.split("=", 1)[0])
+    dotted = [item for item in items if "=" in item and "." in item.split("=", 1)[0]]
     unknown = set(opts) - {"plugin", "method", "dims", "seeds", "budgets", "n", "a", "out", "jobs", "config"}
-    if unknown or opts.get("plugin", "dsbm") != "dsbm" or any("=" not in i for i in args.items):
+    if unknown or opts.get("plugin", "dsbm") != "dsbm" or any("=" not in i for i in items):
         raise ConfigError([f"usage: {USAGE}; unknown: {sorted(unknown)}"])
     base = merge(DEFAULTS, read_yaml_file(opts["config"])) if "config" in opts else DEFAULTS
     overrides = parse_overrides(dotted)
@@ -241,9 +239,3 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(f"wrote {out / 'bench_gaussian.csv'} and {out / 'bench_gaussian.json'}")
     return 0
 
-
-def add_command(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("bench", help=f"benchmarks against closed forms: {USAGE}", description=USAGE)
-    parser.add_argument("suite", help="the benchmark: gaussian")
-    parser.add_argument("items", nargs="*", help="key=value options and method./train./network. overrides")
-    parser.set_defaults(handler=cmd_bench)

@@ -1,10 +1,8 @@
-"""Hook implementations: the `dsbm` method and the `bench` command."""
+"""Hook implementations: the `dsbm` method and the `gaussian` suite of `sbcore bench`."""
 
 from __future__ import annotations
 
-import argparse
-
-from sb_dsbm.bench import add_command
+from sb_dsbm.bench import bench_gaussian
 from sb_dsbm.method import DSBM
 from sbcore import hookimpl
 from sbcore.registry import Registry
@@ -13,9 +11,4 @@ from sbcore.registry import Registry
 @hookimpl
 def sbcore_register(registry: Registry) -> None:
     registry.add("method", "dsbm", DSBM)
-
-
-@hookimpl
-def sbcore_add_commands(subparsers: argparse._SubParsersAction) -> None:
-    if "bench" not in subparsers.choices:  # another plugin may own a `bench` command already
-        add_command(subparsers)
+    registry.add("bench", "gaussian", bench_gaussian)
