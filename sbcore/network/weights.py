@@ -132,7 +132,7 @@ def read_checkpoint(path: Path) -> dict[str, Tensor]:
 
 
 def _reason(exc: Exception) -> str:
-    """The line of torch's refusal that names what was refused (its first line advises weights_only=False)."""
+    """The line of torch's refusal that names what was refused (its first line advises turning the check off)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     named = [line for line in lines if "GLOBAL" in line or "Unsupported" in line]
     return (named or lines or [type(exc).__name__])[0].rstrip(".")
