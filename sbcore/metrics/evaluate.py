@@ -224,6 +224,10 @@ def summary_table(record: dict[str, Any]) -> list[str]:
     lines.append("  " + "metric".ljust(width) + "  " + "  ".join(
         (c if c != "-" else "").rjust(w) for c, w in zip(columns, widths, strict=True)))
     for name, values in cells.items():
+        given = {v for v in values if v}
+        if len(given) == 1 and next(iter(given)).startswith("skipped"):  # the same reason in every column: once
+            lines.append("  " + name.ljust(width) + "  " + next(iter(given)))
+            continue
         lines.append("  " + name.ljust(width) + "  " + "  ".join(
             v.rjust(w) if not v.startswith("skipped") else v for v, w in zip(values, widths, strict=True)).rstrip())
     return lines
