@@ -58,7 +58,8 @@ def non_negative(_: Any, attribute: attrs.Attribute, value: Any) -> None:
 
 def existing_dir(_: Any, attribute: attrs.Attribute, value: Any) -> None:
     if value is not None and not Path(value).is_dir():
-        raise ValueError(f"folder not found: {value}")
+        what = "run folder" if attribute.name == "run" else "folder"
+        raise ValueError(f"{what} not found: {value}")
 
 
 def existing_path(_: Any, attribute: attrs.Attribute, value: Any) -> None:

@@ -34,7 +34,7 @@ def test_every_problem_is_reported_at_once() -> None:
         parse_options("sbcore x", Opts, ["run=/no/such", "n=-5", "nn=3", "out=x.txt", "path=maybe",
                                          "lr=inf", "stray", "lr=2"])
     lines = info.value.lines
-    assert "folder not found: /no/such @ sbcore x run" in lines
+    assert "run folder not found: /no/such @ sbcore x run" in lines
     assert "expected a number > 0, got -5 @ sbcore x n" in lines
     assert "unknown option 'nn' (did you mean 'n'?) @ sbcore x" in lines
     assert "expected a file name ending in .npz, got 'x.txt' @ sbcore x out" in lines
