@@ -74,7 +74,7 @@ def eval_data_config(config: Any, registry: Any, split: Split) -> tuple[DataConf
     if given.pairs is None and (given.x0 is not None or given.x1 is not None):
         sides.pop("pairs", None)
     try:
-        return DataConfig(**sides), notes
+        return DataConfig(**sides, latent=config.data.latent), notes  # held-out items in the same latent space
     except ValueError as exc:
         raise UserError(f"eval.data: {exc}") from None
 
