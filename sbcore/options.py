@@ -155,6 +155,10 @@ def read_value(text: str, t: Any) -> Any:
 
 
 def _is_mapping(t: Any) -> bool:
+    """dict, dict[K, V], or either | None (a plugin's optional extra option)."""
+    if _is_union(t):
+        members = [m for m in typing.get_args(t) if m is not type(None)]
+        return len(members) == 1 and _is_mapping(members[0])
     return t is dict or typing.get_origin(t) is dict
 
 

@@ -89,12 +89,15 @@ def classifier_guided(predictor: Predictor, classifier: nn.Module, label: Tensor
 class Guidance:
     """What a sampled class is steered by: `label` (an int or a (B,) tensor), the scale s and an optional
     noisy classifier. Without a classifier s is the classifier-free scale (1: the conditional model
-    alone); with one, s scales the classifier's gradient and the network sees `label` when it is
-    class-conditional (Dhariwal & Nichol guide their conditional ImageNet models so)."""
+    alone); with one, s scales the classifier's gradient, and the network sees `label` when it is
+    class-conditional and `conditional` (Dhariwal & Nichol guide their conditional ImageNet models so),
+    else it runs unconditioned (a class-conditional network at its null label).
+    """
 
     label: Tensor | int
     scale: float = 1.0
     classifier: nn.Module | None = None
+    conditional: bool = True
 
 
 def network_module(predictor: Predictor) -> Any:
@@ -105,7 +108,7 @@ def network_module(predictor: Predictor) -> Any:
 def guide(predictor: Predictor, guidance: Guidance) -> Predictor:
     """`predictor` steered by `guidance` (module docstring)."""
     if guidance.classifier is not None:
-        labelled = getattr(network_module(predictor), "num_classes", 0)
+        labelled = guidance.conditional and getattr(network_module(predictor), "num_classes", 0)
         base = Predictor(predictor.network, predictor.process, predictor.direction, predictor.predict,
                          predictor.cond, guidance.label if labelled else None)
         return classifier_guided(base, guidance.classifier, guidance.label, guidance.scale)
@@ -113,3 +116,36 @@ def guide(predictor: Predictor, guidance: Guidance) -> Predictor:
         return Predictor(predictor.network, predictor.process, predictor.direction, predictor.predict,
                          predictor.cond, guidance.label)
     return classifier_free(predictor, guidance.label, guidance.scale)
+
+
+def make_guidance(label: int | None, options: dict[str, Any] | None, registry: Any, device: Any = "cpu"
+                  ) -> Guidance | None:
+    """A Guidance from command options: ``label=K`` and ``guidance.scale=S`` / ``guidance.classifier=FILE``
+    (a weights file of a classifier, `sbcore import-weights`). None when neither a label nor guidance is given."""
+    from pathlib import Path
+
+    from sbcore.errors import UserError
+    from sbcore.network.weights import load_network_file
+
+    options = dict(options or {})
+    unknown = sorted(set(options) - {"scale", "classifier"})
+    if unknown:
+        raise UserError(f"guidance.{unknown[0]}: unknown; guidance takes scale and classifier")
+    if label is None:
+        if options:
+            raise UserError("guidance steers towards a class: give the label (label=K or target_label=K)")
+        return None
+    try:
+        scale = float(options.get("scale", 1.0))
+    except (TypeError, ValueError):
+        raise UserError(f"guidance.scale={options['scale']}: expected a number") from None
+    classifier = None
+    if options.get("classifier") is not None:
+        path = Path(str(options["classifier"]))
+        if not path.is_file():
+            raise UserError(f"guidance.classifier={path}: file not found (a weights file from sbcore import-weights)")
+        classifier, info = load_network_file(path, registry)
+        if info.registry != "classifier":
+            raise UserError(f"guidance.classifier={path}: holds a {info.kind}, not a classifier")
+        classifier = classifier.to(device)
+    return Guidance(int(label), scale, classifier)

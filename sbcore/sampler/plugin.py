@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sbcore.hookspecs import hookimpl
 from sbcore.registry import Registry
 from sbcore.sampler.adaptive import AdaptiveODE
@@ -22,3 +24,14 @@ def sbcore_register(registry: Registry) -> None:
     registry.add("sampler", "dpm_solver_pp", DPMSolverPP)
     registry.add("sampler", "adaptive_ode", AdaptiveODE)
     registry.add("sampler", "probability_flow", ProbabilityFlow)
+
+
+@hookimpl
+def sbcore_sample_options(run: Any) -> dict[str, tuple[type, str]] | None:
+    """``label=K`` and ``guidance.scale=S`` / ``guidance.classifier=FILE`` for runs of a class-conditional network."""
+    params = getattr(getattr(run.config, "network", None), "params", None) or {}
+    if not (params.get("num_classes") or params.get("class_cond")):
+        return None
+    return {"label": (int, "the class to sample (a class-conditional network)"),
+            "guidance": (dict, "guidance.scale=S: classifier-free scale (1: conditional, 0: unconditional); "
+                               "with guidance.classifier=FILE.safetensors (sbcore import-weights) the classifier's")}

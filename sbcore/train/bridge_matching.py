@@ -25,7 +25,7 @@ from sbcore.metrics.translation import Evaluation, evaluate_translation
 from sbcore.network.base import Network
 from sbcore.process.base import Direction, ReferenceProcess, check_prediction, expand_t
 from sbcore.sampler.base import Callback, Predictor, Trajectory
-from sbcore.sampler.guidance import Guidance, guide
+from sbcore.sampler.guidance import Guidance, guide, make_guidance
 from sbcore.train.trainer import Trainer
 from sbcore.train.weighting import Weighting, check_weighting, loss_weight
 
@@ -164,13 +164,16 @@ class BridgeMatching(Trainer):
     def sample(
         self, direction: Direction, x_start: Tensor, steps: int | None = None, return_path: bool = False,
         record: bool = False, cond: Tensor | None = None, callback: Callback | None = None,
-        guidance: Guidance | None = None,
+        guidance: Guidance | dict[str, Any] | None = None, label: int | None = None,
     ) -> Trajectory:
-        """Integrate `direction` from x_start; `guidance` conditions on a class label, optionally guided
+        """Integrate `direction` from x_start; `guidance` (or `label` and the options of `make_guidance`, as
+        ``sbcore sample label=K guidance.scale=S`` gives them) conditions on a class, optionally guided
         (`sbcore.sampler.guidance`)."""
         grid = self.sampler.time_grid(self.process, direction, steps, device=self.device)
         cond = cond.to(self.device) if cond is not None else None
         predictor = self.predictor(direction, cond=cond)
+        if not isinstance(guidance, Guidance):
+            guidance = make_guidance(label, guidance, self.run.registry, self.device)
         if guidance is not None:
             predictor = guide(predictor, guidance)
         return self.sampler.sample(predictor, x_start.to(self.device), grid,

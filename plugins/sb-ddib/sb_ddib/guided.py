@@ -10,7 +10,6 @@ plain ODE inversion DDIB relies on.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,9 +17,8 @@ from torch import Tensor
 
 from sbcore.errors import UserError
 from sbcore.metrics.digits import OFFSETS, cnn_outputs
-from sbcore.network.weights import load_network_file
 from sbcore.plugins import get_plugins
-from sbcore.sampler.guidance import Guidance
+from sbcore.sampler.guidance import Guidance, make_guidance
 
 OPTIONS = ("source_label", "target_label", "guidance.scale", "guidance.classifier")
 #: digits-CNN class of label k of each labelled image source (EMNIST letters are numbered from A = 1).
@@ -40,25 +38,13 @@ def _label(opts: dict[str, str], key: str) -> int | None:
 def guidance_options(opts: dict[str, str], device: torch.device) -> tuple[dict[str, Any], dict[str, Any]]:
     """The `sample` options of the encode and the decode half (each {} or {"guidance": Guidance})."""
     source, target = _label(opts, "source_label"), _label(opts, "target_label")
-    guided = {"guidance.scale", "guidance.classifier"} & set(opts)
-    if guided and target is None:
-        raise UserError(f"{', '.join(sorted(guided))} steer the decoding towards a class: give target_label=K")
-    try:
-        scale = float(opts.get("guidance.scale", "1"))
-    except ValueError:
-        raise UserError(f"guidance.scale={opts['guidance.scale']}: expected a number") from None
-    classifier = None
-    if "guidance.classifier" in opts:
-        path = Path(opts["guidance.classifier"])
-        if not path.is_file():
-            raise UserError(f"guidance.classifier={path}: file not found (a weights file from sbcore import-weights)")
-        classifier, info = load_network_file(path, get_plugins().registry)
-        if info.registry != "classifier":
-            raise UserError(f"guidance.classifier={path}: holds a {info.kind}, not a classifier")
-        classifier = classifier.to(device)
+    given = {k.split(".", 1)[1]: v for k, v in opts.items() if k.startswith("guidance.")}
+    if given and target is None:
+        raise UserError(f"{', '.join(sorted('guidance.' + k for k in given))} steer the decoding towards a class: "
+                        "give target_label=K")
+    decode = make_guidance(target, given, get_plugins().registry, device)
     encode = {} if source is None else {"guidance": Guidance(source)}
-    decode = {} if target is None else {"guidance": Guidance(target, scale, classifier)}
-    return encode, decode
+    return encode, ({} if decode is None else {"guidance": decode})
 
 
 def draw_class(trainer: Any, n: int, label: int, generator: torch.Generator) -> Tensor:
