@@ -10,21 +10,22 @@ and the core commands' ``--help`` are fast.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import traceback
+import warnings
 from typing import Any
 
 import attrs
 import yaml
 
 from sbcore import __version__
-from sbcore.config import ConfigError, merge, parse_overrides, read_yaml_file, structure_config
+from sbcore.config import ConfigError, merge, parse_overrides, read_yaml_file, shorten, structure_config
+from sbcore.env import flag
 from sbcore.errors import SbcoreError
 from sbcore.example_configs import ExamplesOptions, default_config
 from sbcore.options import help_text, option, parse_options
-from sbcore.plugins import Plugins, get_plugins
+from sbcore.plugins import Plugins, get_plugins, is_core, warn_plugin
 from sbcore.registry import UnknownComponentError
 
 USAGE_RUN = "sbcore run [plugin=NAME] [CONFIG.yaml | -] [key.sub=value ...]"
@@ -184,8 +185,29 @@ def build_parser(plugins: Plugins | None = None) -> argparse.ArgumentParser:
         p.add_argument("items", nargs="*", help=items)
         p.set_defaults(handler=fn, options=options)
     if plugins is not None:
-        plugins.hook.sbcore_add_commands(subparsers=sub)
+        add_plugin_commands(plugins, sub)
     return parser
+
+
+def add_plugin_commands(plugins: Plugins, sub: argparse._SubParsersAction) -> None:
+    """Each plugin's ``sbcore_add_commands`` on its own: one that raises (or clashes with a command
+    name) is reported once, naming it, and its half-added commands are removed; the rest keep working.
+    Every command remembers its plugin, so `main` can name it when the command fails."""
+    for impl in reversed(plugins.hook.sbcore_add_commands.get_hookimpls()):
+        names, actions = dict(sub.choices), list(sub._choices_actions)
+        try:
+            impl.function(subparsers=sub)
+        except Exception as exc:  # noqa: BLE001 - any failure of a plugin's hook leaves that plugin out
+            sub.choices.clear()
+            sub.choices.update(names)
+            sub._choices_actions[:] = actions
+            if is_core(impl.plugin_name, plugins):
+                raise
+            warn_plugin(impl.plugin_name, f"its commands failed to load ({type(exc).__name__}: {exc}); left out")
+            continue
+        for name, parser in sub.choices.items():
+            if name not in names:
+                parser.set_defaults(plugin=impl.plugin_name)
 
 
 def _expected(exc: BaseException) -> tuple[int, str] | None:
@@ -203,13 +225,34 @@ def _expected(exc: BaseException) -> tuple[int, str] | None:
     return None
 
 
+#: the most lines and characters an error message shows (a message quoting a huge value is cut).
+MAX_MESSAGE_LINES = 40
+MAX_MESSAGE_CHARS = 6000
+
+
+def _message(text: str) -> str:
+    lines = text.splitlines() or [""]
+    if len(lines) > MAX_MESSAGE_LINES:
+        lines = [*lines[:MAX_MESSAGE_LINES], f"... ({len(lines) - MAX_MESSAGE_LINES} more lines)"]
+    return shorten("\n".join(lines), MAX_MESSAGE_CHARS)
+
+
+def _warning_line(message: Warning | str, *_: Any, **__: Any) -> str:
+    """Python warnings as one ``sbcore: warning:`` line, without the source line."""
+    return f"sbcore: warning: {shorten(str(message))}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The command line: the exit status (0 done, 1 the run failed, 2 a user error, 128+N a signal)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv or os.environ.get("SBCORE_DEBUG", "") not in ("", "0")
+    debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
     from sbcore.launch.signals import Preempted
 
+    args, formatwarning = None, warnings.formatwarning
+    warnings.formatwarning = _warning_line
     try:
+        debug = debug or flag("SBCORE_DEBUG")
         command = next((a for a in argv if not a.startswith("-")), None)
         core = command in {name for name, *_ in COMMANDS} or argv[:1] == ["--version"]
         plugins = None if core else get_plugins()
@@ -228,12 +271,18 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:
         expected = _expected(exc)
+        owner = getattr(args, "plugin", None)
+        if expected is None and not is_core(owner):  # a third-party command's own bug: name the plugin
+            expected = 1, (f"plugin {owner!r}: command {args.command!r} failed ({type(exc).__name__}: {exc}); "
+                           "--debug shows the traceback")
         if expected is None:
             raise
         if debug:
             traceback.print_exception(exc)
-        print(f"sbcore: {expected[1]}", file=sys.stderr)
+        print(f"sbcore: {_message(expected[1])}", file=sys.stderr)
         return expected[0]
+    finally:
+        warnings.formatwarning = formatwarning
 
 
 if __name__ == "__main__":

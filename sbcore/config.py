@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
+import math
 import re
 import sys
 import types
@@ -48,16 +49,88 @@ _Loader.add_implicit_resolver(
 )
 
 
+#: the largest YAML text read (a config is a few kB), and the most nodes it may expand to once aliases
+#: are followed: a few hundred bytes of nested aliases otherwise make a value of billions of nodes.
+MAX_YAML_BYTES = 1_000_000
+MAX_YAML_NODES = 100_000
+
+
+def _mapping_without_duplicates(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    """A mapping whose keys are unique: a repeated ``train:`` would silently drop the first one."""
+    seen: dict[Any, yaml.Node] = {}
+    for key_node, _ in node.value:  # before merge keys (<<: *base) are flattened in: those may be overridden
+        if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+            continue
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            repeated = key in seen
+        except TypeError:  # an unhashable key is reported by PyYAML itself
+            break
+        if repeated:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping", node.start_mark,
+                f"found the key {key!r} twice (first on line {seen[key].start_mark.line + 1}); keep one",
+                key_node.start_mark)
+        seen[key] = key_node
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+def _check_expansion(node: yaml.Node | None) -> None:
+    """Refuse a document that expands (aliases followed) to more than `MAX_YAML_NODES` nodes."""
+    count, stack = 0, [node] if node is not None else []
+    while stack:
+        current = stack.pop()
+        count += 1
+        if count > MAX_YAML_NODES:
+            raise yaml.YAMLError(f"the document expands to more than {MAX_YAML_NODES} values once its aliases "
+                                 "(*name) are followed; write the values out or use fewer nested aliases")
+        if isinstance(current, yaml.MappingNode):
+            stack.extend(n for pair in current.value for n in pair)
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend(current.value)
+
+
+class _SafeLoader(_Loader):
+    """`_Loader` that refuses duplicate keys and alias bombs."""
+
+    def get_single_node(self) -> yaml.Node | None:
+        node = super().get_single_node()
+        _check_expansion(node)
+        return node
+
+
+_SafeLoader.add_constructor("tag:yaml.org,2002:map", _mapping_without_duplicates)
+
+
 def load_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    """YAML text as Python values: duplicate keys, over-long texts and alias bombs are a `yaml.YAMLError`."""
+    if len(text) > MAX_YAML_BYTES:
+        raise yaml.YAMLError(f"{len(text)} characters; sbcore reads YAML of at most {MAX_YAML_BYTES}")
+    return yaml.load(text, Loader=_SafeLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error in one line: where (line, column) and what."""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    mark = getattr(exc, "problem_mark", None)
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
+
+
+#: the longest line a config error shows: a value given in the message is cut, never printed whole.
+MAX_LINE = 300
+
+
+def shorten(text: str, limit: int = MAX_LINE) -> str:
+    """`text` cut to `limit` characters with a mark saying how much was left out."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
 
 
 class ConfigError(ValueError):
     """Invalid configuration; `lines` holds one message per problem."""
 
     def __init__(self, lines: list[str]) -> None:
-        self.lines = lines
-        super().__init__("invalid configuration:\n  " + "\n  ".join(lines))
+        self.lines = [shorten(str(line)) for line in lines]
+        super().__init__("invalid configuration:\n  " + "\n  ".join(self.lines))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -203,7 +276,8 @@ class TrainConfig:
     min_lr: float = attrs.field(default=0.0, validator=v.ge(0.0))
     lr_gamma: float = attrs.field(default=0.1, validator=[v.gt(0.0), v.le(1.0)])
     lr_step_size: int = attrs.field(default=1000, validator=_positive)
-    grad_clip: float | None = 1.0
+    #: the largest gradient norm kept (> 0), or null for no clipping; 0 or less would reverse or zero the update.
+    grad_clip: float | None = attrs.field(default=1.0, validator=v.optional(_positive))
     ema_decay: float = attrs.field(default=0.999, validator=[v.ge(0.0), v.lt(1.0)])
     grad_accum: int = attrs.field(default=1, validator=_positive)
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
@@ -374,9 +448,11 @@ def _strict(kind: type) -> Any:
     def structure(value: Any, _: Any) -> Any:
         ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
+            value, ok = float(value), True
         if not ok:
-            raise TypeError(f"expected {_TYPE_NAMES[kind]}, got {type(value).__name__} {value!r}")
+            raise TypeError(f"expected {_TYPE_NAMES[kind]}, got {type(value).__name__} {shorten(repr(value), 80)}")
+        if kind is float and not math.isfinite(value):  # no setting means anything at inf or NaN
+            raise ValueError(f"expected a finite number, got {value!r}")
         return value
 
     return structure
@@ -430,6 +506,16 @@ def make_converter(registry: Registry) -> cattrs.Converter:
                 continue
         raise TypeError(f"expected {_type_name(t)}, got {type(value).__name__} {value!r}")
 
+    def structure_section(value: Any, cls: type) -> Any:
+        """An attrs section from a mapping only: ``train=[1, 2]`` says so instead of a cattrs internal error."""
+        if not isinstance(value, dict):
+            raise TypeError(f"expected a mapping of {cls.__name__} keys, got {type(value).__name__} "
+                            f"{shorten(repr(value), 80)}")
+        return section_hook(cls)(value, cls)
+
+    section_hook = functools.cache(conv.gen_structure_attrs_fromdict)
+    is_section = lambda t: attrs.has(t) and not (isinstance(t, type) and issubclass(t, Component))  # noqa: E731
+    conv.register_structure_hook_func(is_section, structure_section)
     conv.register_structure_hook_func(is_union, structure_union)
     is_component = lambda t: isinstance(t, type) and issubclass(t, Component)  # noqa: E731
     conv.register_structure_hook_func(is_component, structure_component)
@@ -491,8 +577,8 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         try:
             value = load_yaml(text) if text != "" else ""
         except yaml.YAMLError as exc:
-            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise ConfigError([f"override {item!r}: the value is not valid YAML ({problem}); "
+            problem = yaml_problem(exc)
+            raise ConfigError([f"override {shorten(item, 80)!r}: the value is not valid YAML ({problem}); "
                                "quote it or fix the brackets"]) from None
         set_override(tree, key.strip(), value)
     return tree
@@ -519,10 +605,12 @@ def read_yaml_file(path: str | Path) -> dict[str, Any]:
     path = Path("<stdin>") if stdin else Path(path)
     if not stdin and not path.is_file():
         raise ConfigError([f"config file not found: {path}"])
+    if path.stat().st_size > MAX_YAML_BYTES:
+        raise ConfigError([f"{path}: {path.stat().st_size} bytes; a config file has at most {MAX_YAML_BYTES}"])
     try:
         raw = load_yaml(sys.stdin.read() if stdin else path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise ConfigError([f"{path}: not valid YAML: {exc}"]) from None
+        raise ConfigError([f"{path}: not valid YAML: {yaml_problem(exc)}"]) from None
     except UnicodeDecodeError as exc:
         raise ConfigError([f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"]) from None
     if raw is None:

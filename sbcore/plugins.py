@@ -6,6 +6,7 @@ import difflib
 import importlib
 import importlib.metadata as md
 import os
+import sys
 from functools import cache
 from typing import Any
 
@@ -13,7 +14,9 @@ import attrs
 import pluggy
 
 from sbcore import hookspecs
-from sbcore.registry import Registry
+from sbcore.config import ConfigError, shorten
+from sbcore.errors import RunFailure, SbcoreError
+from sbcore.registry import Registry, UnknownComponentError
 
 ENTRY_POINT_GROUP = "sbcore"
 #: modules of the core that register through the same hooks as third-party plugins.
@@ -24,6 +27,7 @@ BUILTIN_PLUGINS = ("sbcore.process.plugin", "sbcore.coupling.plugin", "sbcore.ne
                    "sbcore.launch.plugin", "sbcore.log.plugin", "sbcore.log.neptune", "sbcore.log.tensorboard",
                    "sbcore.log.wandb", "sbcore.export",
                    "sbcore.bench.plugin")
+_BUILTIN_NAMES = frozenset(m.removeprefix("sbcore.").replace(".plugin", "") for m in BUILTIN_PLUGINS)
 
 
 @attrs.define
@@ -56,6 +60,49 @@ class Plugins:
 
     def failed(self) -> dict[str, str]:
         return {n: i.error for n, i in self.infos.items() if i.error}
+
+
+class PluginFailure(RunFailure):
+    """A plugin's own code raised where sbcore called it (a command, a component constructor); the
+    message names the plugin so the user knows whom to ask. Exit status 1."""
+
+
+def is_core(plugin_name: str | None, plugins: Plugins | None = None) -> bool:
+    """Whether `plugin_name` is one of sbcore's built-ins (whose exceptions are bugs with tracebacks)."""
+    if plugin_name is None:
+        return True
+    info = plugins.infos.get(plugin_name) if plugins is not None else None
+    return (info.distribution == "sbcore") if info is not None else plugin_name in _BUILTIN_NAMES
+
+
+def call_each(plugins: Plugins, hook: str, expect: type | None = None, **kwargs: Any) -> list[tuple[str, Any]]:
+    """Call every implementation of `hook` on its own: [(plugin name, result)], None results left out.
+
+    A third-party implementation that raises, or returns something other than `expect`, is reported
+    once on stderr naming the plugin and left out; the others' results stand (one broken plugin must
+    not take down the commands of the rest). sbcore's own errors and built-ins' failures propagate.
+    """
+    results = []
+    for impl in reversed(getattr(plugins.hook, hook).get_hookimpls()):  # pluggy's LIFO order
+        try:
+            result = impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+            if result is not None and expect is not None and not isinstance(result, expect):
+                raise TypeError(f"returned {type(result).__name__}, expected {expect.__name__}")
+        except (SbcoreError, ConfigError, UnknownComponentError):
+            raise
+        except Exception as exc:
+            if is_core(impl.plugin_name, plugins):
+                raise
+            warn_plugin(impl.plugin_name, f"{hook} failed ({type(exc).__name__}: {exc}); left out")
+            continue
+        if result is not None:
+            results.append((impl.plugin_name, result))
+    return results
+
+
+def warn_plugin(name: str, text: str) -> None:
+    """One warning line naming the plugin, on stderr."""
+    print(f"sbcore: warning: plugin {name!r}: {shorten(text)}", file=sys.stderr)
 
 
 def _allowed() -> set[str] | None:

@@ -126,13 +126,52 @@ def run_dir_for(config: Config, config_path: str | None) -> Path:
         raise RunFolderError(f"name: {name!r} would put the run folder outside out={config.out!r}; "
                              "give a plain name such as 'moons'")
     base = Path(config.out) / name
+    inside_out(base, config.out)
     if config.resume:
         return base
     path, i = base, 0
-    while path.exists():
+    while path.exists() or path.is_symlink():
         i += 1
         path = base.with_name(f"{base.name}-{i}")
     return path
+
+
+def inside_out(path: Path, out: str | Path) -> None:
+    """Refuse a run folder that symbolic links would place outside `out` (``out/link/run`` where
+    ``out/link`` points elsewhere): a run writes only under the folder it was given."""
+    root = Path(out).resolve()
+    real = Path(path).resolve()
+    if real != root and not real.is_relative_to(root):
+        raise RunFolderError(f"{path}: resolves to {real}, outside out={str(out)!r} (a symbolic link?); "
+                             "give a name whose folder lies inside out")
+
+
+def claim_new_folder(run: Run, config_path: str | None) -> None:
+    """Create a fresh run's folder atomically; another run that took the name first moves this one to
+    the next free suffix (two runs started together never share a folder or fail on "File exists")."""
+    for _ in range(100):
+        try:
+            run.dir.mkdir(parents=True, exist_ok=False)
+            return
+        except FileExistsError:
+            run.dir = run_dir_for(run.config, config_path)
+    raise RunFolderError(f"{run.dir}: could not create a new run folder (100 names taken at once)")
+
+
+#: what a resumed run's folder may hold under these names: a file or a folder (absent is fine).
+FOLDER_LAYOUT = {"config.yaml": "file", "metrics.jsonl": "file", "events.jsonl": "file", "checkpoints": "folder"}
+
+
+def check_run_folder(run_dir: Path) -> None:
+    """The run folder and its parts are what a resume reads and writes (a folder, its files), before
+    anything is written: ``checkpoints`` turned into a file must not cost the metrics."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunFolderError(f"{run_dir}: exists but is not a run folder (not a folder)")
+    for name, kind in FOLDER_LAYOUT.items():
+        path = run_dir / name
+        if path.is_symlink() or (path.exists() and path.is_dir() != (kind == "folder")):
+            raise RunFolderError(f"{path}: expected a {kind}{' (not a link)' if path.is_symlink() else ''}; "
+                                 "this run folder was changed by hand, so resume refuses to touch it")
 
 
 def _flat(tree: Any, prefix: str) -> dict[str, Any]:
@@ -251,16 +290,22 @@ def prepare_run(
     run_dir = run_dir_for(config, config_path)
     run = Run(config=config, dir=run_dir, plugins=plugins, device=device or choose_device(config.train.device))
     if config.resume:
+        check_run_folder(run_dir)
         _check_resume(run)
     trainer = plugins.registry.get("method", config.plugin)(run)
     try:
         trainer.prepare()
+        if config.resume:
+            trainer.check_resume()  # the newest checkpoint reads and its weights fit, before any write
     except (ValueError, OSError) as exc:  # what data sources and setup raise for bad input
         if isinstance(exc, (SbcoreError, ConfigError, UnknownComponentError)):
             raise
         raise UserError(f"cannot set up the run: {exc}") from exc
-    run_dir.mkdir(parents=True, exist_ok=bool(config.resume))
-    lock = RunLock(run_dir).acquire()
+    if config.resume:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        claim_new_folder(run, config_path)
+    lock = RunLock(run.dir).acquire()
     try:
         run.write_config()
     except BaseException:

@@ -19,12 +19,11 @@ from typing import Any, Literal
 import attrs
 import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 
 from sbcore.config import merge, read_yaml_file, structure_config
 from sbcore.data.arrays import SUFFIXES, read_arrays
-from sbcore.data.image_folder import fit, list_images
+from sbcore.data.image_folder import fit, list_images, read_image
 from sbcore.data.pipes import check_run_pipes
 from sbcore.errors import DataError, RunFolderError, UserError
 from sbcore.io import checkpoint as ckpt
@@ -164,11 +163,7 @@ def read_image_folder(folder: Path, shape: tuple[int, ...]) -> tuple[Tensor, lis
     files, _, _ = list_images(folder, None)
     images = []
     for file in files:
-        try:
-            with Image.open(file) as img:
-                pixels = F.pil_to_tensor(img.convert("RGB" if channels == 3 else "L"))
-        except OSError as exc:
-            raise DataError(f"{file}: not a readable image: {exc}") from None
+        pixels = read_image(file, channels)
         images.append(fit(pixels, height, "shorter") if height == width
                       else F.resize(pixels, [height, width], antialias=True))
     return torch.stack(images).float() / 127.5 - 1.0, [f.relative_to(folder).as_posix() for f in files]

@@ -89,7 +89,7 @@ def _truncated(path: Path) -> str:
 BAD_RUN = {
     "unknown key": (lambda t: ["train.stpes=5"], "unknown key 'stpes' (did you mean 'steps'?)"),
     "malformed override": (lambda t: ["train.steps=[1"], "override 'train.steps=[1'"),
-    "nan lr": (lambda t: ["train.lr=.nan"], "'lr' must be > 0, got nan"),
+    "nan lr": (lambda t: ["train.lr=.nan"], "expected a finite number, got nan @ config.train.lr"),
     "zero width": (lambda t: ["network.hidden=0"], "hidden must be >= 1"),
     "wrong type": (lambda t: ["train.batch_size=big"], "expected an integer, got str 'big' @ config.train.batch_size"),
     "unknown network": (lambda t: ["network.kind=mpl"], "Did you mean 'mlp'?"),

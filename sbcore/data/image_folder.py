@@ -9,13 +9,16 @@ large for memory go through `sbcore shards write` and the `shards` source instea
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 from torch import Tensor
 
 from sbcore.data.memory import MemorySource, affine_to_range
+from sbcore.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -46,6 +49,49 @@ def list_images(root: Path, classes: list[str] | None) -> tuple[list[Path], list
         raise ValueError(f"{root}: no images ({', '.join(IMAGE_SUFFIXES)}) found"
                          + (f" in the class folders {names}" if names else ""))
     return files, labels, names
+
+
+#: the most pixels one image file may hold (a 8192 x 8192 picture): a small compressed file that
+#: claims more is a decompression bomb, refused from its header before anything is decoded.
+MAX_PIXELS = 8192 * 8192
+
+#: modes converted explicitly to 8-bit L or RGB; anything else (32-bit float, ...) is refused, not guessed.
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+_CONVERTIBLE = ("1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "CMYK", "YCbCr", "LAB", "HSV")
+
+
+def read_image(file: Path, channels: int) -> Tensor:
+    """One image file as (channels, H, W) uint8, converted explicitly; a `DataError` when it cannot be.
+
+    16-bit grayscale is scaled to 8 bits (value >> 8, not clipped); palette, CMYK, YCbCr, LAB and
+    images with alpha convert to L or RGB through PIL's conversions (alpha dropped); an image larger
+    than `MAX_PIXELS` or in a mode without a faithful 8-bit form (32-bit float, 32-bit integer
+    values beyond 16 bits) is refused."""
+    from torchvision.transforms.v2 import functional as F  # noqa: N812 - imported on use (startup)
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(file) as img:
+                width, height = img.size
+                if width * height > MAX_PIXELS:
+                    raise DataError(f"{file}: {width} x {height} pixels is more than the {MAX_PIXELS} an image "
+                                    "may have (a decompression bomb?); resize it first")
+                if img.mode in _SIXTEEN_BIT:
+                    wide = np.asarray(img, dtype=np.int64)
+                    if wide.min(initial=0) < 0 or wide.max(initial=0) > 65535:
+                        raise DataError(f"{file}: {img.mode} pixels outside 0..65535; save it as 8 or 16 bits")
+                    gray = torch.from_numpy((wide >> 8).astype(np.uint8))[None]
+                    return gray.expand(channels, -1, -1).clone() if channels == 3 else gray
+                if img.mode not in _CONVERTIBLE:
+                    raise DataError(f"{file}: image mode {img.mode} has no faithful 8-bit form; "
+                                    "save it as 8-bit grayscale or RGB")
+                rgb_like = img.convert("RGBA").convert("RGB") if img.mode in ("P", "PA") else img
+                return F.pil_to_tensor(rgb_like.convert("RGB" if channels == 3 else "L"))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DataError(f"{file}: {exc}") from None
+    except (OSError, ValueError, SyntaxError) as exc:  # unreadable, truncated, not an image
+        raise DataError(f"{file}: not a readable image: {exc}") from None
 
 
 def fit(pixels: Tensor, size: int, resize: str) -> Tensor:
@@ -115,17 +161,9 @@ class ImageFolderSource(MemorySource):
         files, labels, names = list_images(folder, classes)
         if limit is not None:
             files, labels = files[:limit], labels[:limit]
-        from torchvision.transforms.v2 import functional as F
-
-        mode = "RGB" if channels == 3 else "L"
         images = np.empty((len(files), channels, size, size), dtype=np.uint8)
         for i, file in enumerate(files):
-            try:
-                with Image.open(file) as img:
-                    pixels = F.pil_to_tensor(img.convert(mode))
-            except OSError as exc:
-                raise ValueError(f"{file}: not a readable image: {exc}") from exc
-            images[i] = fit(pixels, size, resize).numpy()
+            images[i] = fit(read_image(file, channels), size, resize).numpy()
         scale, offset = affine_to_range(value_range)
         self.root, self.class_names, self.side = folder, names, side
         super().__init__(images, name=str(folder) + (f"{names}" if classes else ""), scale=scale, offset=offset,

@@ -47,17 +47,19 @@ from webdataset.writer import TarWriter
 from sbcore.data.base import PairedSource, Source
 from sbcore.data.memory import MemorySource, decode_affine, describe, hflip_rows
 from sbcore.data.pipes import check_pipes
+from sbcore.errors import DataError
 
 FORMAT = "sbcore-shards/1"
 ENCODINGS = ("npy", "png")
 
 
-class ShardError(RuntimeError):
-    """A shard could not be read (raised with strict: true, or when no shard is readable)."""
+class ShardError(DataError, RuntimeError):
+    """A shard could not be read (raised with strict: true, or when no shard is readable): a data error
+    of the user's files (exit 2), whatever the format problem was (not a tar, truncated, corrupted)."""
 
 
 #: what reading a missing, truncated or corrupted shard raises (anything else is a bug and propagates).
-DAMAGE = (OSError, EOFError, ValueError, KeyError, tarfile.TarError, ShardError)
+DAMAGE = (OSError, EOFError, ValueError, KeyError, tarfile.TarError, ShardError, Image.DecompressionBombError)
 
 
 # ------------------------------------------------------------------------------------------ blocks

@@ -17,6 +17,7 @@ resume uses) falls back to that one.
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 import zlib
@@ -78,7 +79,16 @@ def atomic_save(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path
     """Write a safetensors file to a temp name in the same folder, then rename it into place."""
     cpu = {k: t.cpu() for k, t in tensors.items()}
     metadata = {**metadata, DIGEST_KEY: json.dumps(_digest(cpu))}  # JSON like every other value
-    atomic_write(path, lambda tmp: save_file(cpu, tmp, metadata=metadata))
+
+    def write(tmp: str) -> None:
+        try:
+            save_file(cpu, tmp, metadata=metadata)
+        except OSError:
+            raise
+        except Exception as exc:  # safetensors reports a full disk or a failed write as its own error
+            raise OSError(errno.EIO, f"cannot be written ({exc}); nothing was replaced", str(path)) from None
+
+    atomic_write(path, write)
 
 
 def save_checkpoint(
@@ -98,7 +108,11 @@ def save_checkpoint(
         raise CheckpointError(f"step {step}: weights {', '.join(bad[:3])} are not finite; {path} not written")
     tensors, tree = flatten(state)
     atomic_save(tensors, {"state": json.dumps(tree)}, state_path(path))
-    atomic_save(weights, {k: json.dumps(v) for k, v in metadata.items()}, path)
+    try:
+        atomic_save(weights, {k: json.dumps(v) for k, v in metadata.items()}, path)
+    except BaseException:  # a state file without its weights is no checkpoint (a full disk, a kill)
+        state_path(path).unlink(missing_ok=True)
+        raise
     return path
 
 

@@ -1,11 +1,12 @@
-"""Preemption: turn SIGINT/SIGTERM/SIGUSR1/SIGUSR2 into "checkpoint at the next step boundary, then stop".
+"""Preemption: turn SIGINT/SIGTERM/SIGHUP/SIGUSR1/SIGUSR2 into "checkpoint at the next step boundary, then stop".
 
 A signal handler only records the signal; the training loop polls `StopRequest.signum` between
 steps, where the state is consistent, saves a checkpoint and raises `Preempted`. SIGUSR1/SIGUSR2
 (SLURM's ``--signal`` warning before the time limit, submitit's interrupt) also ask for the job
 to be requeued; SIGTERM (preemption, ``scontrol requeue``, ``kill``) does not, because whoever
-sent it decides whether the job comes back. A first Ctrl-C (SIGINT) stops like SIGTERM; a second
-one raises KeyboardInterrupt at once, without a checkpoint.
+sent it decides whether the job comes back. SIGHUP (the terminal or SSH session closed) is a
+SIGTERM: the run checkpoints and says how to resume instead of dying mid-step. A first Ctrl-C
+(SIGINT) stops like SIGTERM; a second one raises KeyboardInterrupt at once, without a checkpoint.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 import threading
 from types import FrameType
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 REQUEUE_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
 
 

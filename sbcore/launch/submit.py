@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 from sbcore.config import Config
+from sbcore.errors import UserError, require
 from sbcore.launch.worker import SubmititTask, prepare_run_dir
 from sbcore.plugins import Plugins
 
@@ -42,9 +44,11 @@ def executor_parameters(config: Config, cluster: str) -> dict[str, Any]:
 
 def submit(config: Config, config_path: str | None, plugins: Plugins) -> list[Any]:
     """Prepare the run folder(s), submit, print job ids and log paths; returns submitit jobs."""
-    import submitit
-
+    submitit = require("submitit", "slurm", f"launcher.kind={config.launcher.kind}")
     cluster = CLUSTER[config.launcher.kind]
+    if cluster == "slurm" and shutil.which("sbatch") is None:  # before any folder is made
+        raise UserError("launcher.kind=slurm: this machine has no SLURM (sbatch is not on PATH); run on a "
+                        "cluster's login node, or use launcher.kind=local, torchrun or submitit-local")
     base = config.name or (Path(config_path).stem if config_path else config.plugin)
     if config.launcher.array:
         configs = [attrs.evolve(config, seed=s, name=f"{base}-seed{s}") for s in config.launcher.array]
@@ -75,7 +79,6 @@ def submit(config: Config, config_path: str | None, plugins: Plugins) -> list[An
 def slurm_job_state(job_id: str) -> str | None:
     """A SLURM job's state from squeue, else sacct, else scontrol (which works without accounting
     for MinJobAge seconds after the end); None when no tool knows the job."""
-    import shutil
     import subprocess
 
     queries = [["squeue", "-h", "-j", job_id, "-o", "%T"], ["sacct", "-n", "-X", "-P", "-j", job_id, "-o", "State"],

@@ -70,6 +70,10 @@ class ReferenceProcess(ABC):
 
     grid_size: int | None = None
 
+    def check_data_shape(self, shape: tuple[int, ...]) -> None:  # noqa: B027 - optional, most processes take any
+        """Raise ValueError when samples of `shape` (no batch axis) are not data this process can bridge;
+        called at set-up, before a run folder exists, so a mismatch is a config error and not a mid-run crash."""
+
     @property
     def brownian_sigma(self) -> float | None:
         """sigma when this reference is dX = sigma dW (closed-form Gaussian SBs apply), else None."""

@@ -108,6 +108,13 @@ class SpectralProcess(ReferenceProcess):
         return (f"SpectralProcess(dims={self.dims}, spectrum={self.spectrum!r}, q_exponent={self.q_exponent}, "
                 f"sigma={self.sigma}, shift={self.shift}, reference_size={self.reference_size})")
 
+    def check_data_shape(self, shape: tuple[int, ...]) -> None:
+        if len(shape) < self.dims or any(n < 1 for n in shape):
+            axes = "(C, N)" if self.dims == 1 else "(C, H, W)"
+            raise ValueError(f"process: spectral with dims: {self.dims} bridges data with {self.dims} spatial axes "
+                             f"{axes}; this run's samples have shape {tuple(shape)} (use a process for vectors "
+                             "such as brownian, or dims: 1)")
+
     # ---- the spectrum ------------------------------------------------------------------------
 
     def _check_shape(self, shape: tuple[int, ...] | None) -> tuple[int, ...]:

@@ -11,6 +11,7 @@ Each returns a pytest test parametrised over the suite's checks; a failure names
 check and what was expected. The core's tests run the suites over every component the registry holds.
 """
 
+from sbcore.testing.cli import cli_failure, run_cli, snapshot
 from sbcore.testing.coupling import CouplingSuite, coupling_conformance
 from sbcore.testing.network import NetworkSuite, network_conformance
 from sbcore.testing.process import ProcessSuite, process_conformance
@@ -19,5 +20,5 @@ from sbcore.testing.sampler import SamplerSuite, sampler_conformance
 from sbcore.testing.suite import ConformanceError, Suite, conformance
 
 __all__ = ["ConformanceError", "CouplingSuite", "NetworkSuite", "ProcessSuite", "SamplerSuite", "Suite",
-           "assert_resume_is_exact", "conformance", "coupling_conformance", "network_conformance",
-           "process_conformance", "sampler_conformance"]
+           "assert_resume_is_exact", "cli_failure", "conformance", "coupling_conformance", "network_conformance",
+           "process_conformance", "run_cli", "sampler_conformance", "snapshot"]

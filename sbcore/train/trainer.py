@@ -45,7 +45,7 @@ import torch
 from torch import Tensor, nn
 
 from sbcore import __version__
-from sbcore.config import DEFAULT_STEPS
+from sbcore.config import DEFAULT_STEPS, ConfigError
 from sbcore.errors import NonFiniteError, UserError
 from sbcore.io import checkpoint as ckpt
 from sbcore.launch import distributed
@@ -53,7 +53,7 @@ from sbcore.launch.events import append_event
 from sbcore.launch.signals import REQUEUE_SIGNALS, Preempted, StopRequest, requeue_slurm_job
 from sbcore.log.plugin import truncate_metrics
 from sbcore.network.base import Network
-from sbcore.process.base import Direction
+from sbcore.process.base import Direction, ReferenceProcess
 from sbcore.run import Run
 from sbcore.sampler.base import Callback, Trajectory
 from sbcore.seeding import derive_seeds
@@ -93,6 +93,8 @@ class Trainer(ABC):
         self.plan = distributed.plan_batches(self.cfg.batch_size, self.cfg.grad_accum)
         self._stop: StopRequest | None = None
         self._prepared = False
+        #: (the newest checkpoint, loaded) once `check_resume` has read it, so `fit` does not read it again.
+        self._checked_resume: tuple[Any] | None = None
         self._stop_agreed = 0
         #: (step, [loss, gradient norm]) of the steps since the last sync point, still on the device.
         self._pending: list[tuple[int, Tensor]] = []
@@ -344,6 +346,12 @@ class Trainer(ABC):
         if self.run.config.data.latent is not None and getattr(self, "latent", None) is None:
             raise UserError(f"data.latent: method {self.run.config.plugin!r} does not build its data through "
                             "Trainer.open_source, so it cannot train in latent space")
+        process, shape = getattr(self, "process", None), getattr(self, "shape", None)
+        if isinstance(process, ReferenceProcess) and shape is not None:
+            try:
+                process.check_data_shape(tuple(shape))
+            except ValueError as exc:
+                raise ConfigError([f"{exc} @ config.process"]) from None
         for net in self.networks.values():
             _registered_name(self.run, type(net))
         if self.cfg.init_from is not None:
@@ -485,9 +493,38 @@ class Trainer(ABC):
         self.run.call_hook("sbcore_checkpoint_saved", path=path)
         return path
 
+    def check_resume(self) -> None:
+        """Read the newest readable checkpoint and load its weights into the networks, writing nothing:
+        the launcher calls it before the run folder is touched, so a checkpoint that does not fit the
+        configured networks refuses the resume with config.yaml and metrics.jsonl as they were."""
+        self.prepare()
+        loaded = ckpt.load_latest(self.run.dir / "checkpoints")
+        if loaded is not None:
+            path, tensors, _, state, _ = loaded
+            self._load_model_weights(path, tensors)
+            missing = [k for k in ("step", "optimizer", "scaler", "rng", "method") if k not in (state or {})]
+            if missing or not isinstance(state.get("step"), int):
+                raise ckpt.CheckpointError(f"{ckpt.state_path(path)}: training state lacks {missing or ['step']}; "
+                                           "resume from another checkpoint (delete this one) or start a new run")
+        self._checked_resume = (loaded,)
+
+    def _load_model_weights(self, path: Path, tensors: dict[str, Tensor]) -> None:
+        """The ``model/`` weights into the networks; every ``ema/`` tensor has the shape of its parameter."""
+        model = {k[6:]: t for k, t in tensors.items() if k.startswith("model/")}
+        shapes = {k: tuple(t.shape) for k, t in self.networks.state_dict().items()}
+        wrong = [k[4:] for k, t in tensors.items() if k.startswith("ema/") and shapes.get(k[4:]) != tuple(t.shape)]
+        try:
+            if wrong:
+                raise KeyError(f"EMA weights {', '.join(wrong[:3])} have no parameter of their shape")
+            self.networks.load_state_dict(model)
+        except (RuntimeError, KeyError) as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise ckpt.CheckpointError(f"{path}: its weights do not fit the configured networks ({first}); "
+                                       "resume with the network section it was saved with") from None
+
     def _resume(self) -> None:
         folder = self.run.dir / "checkpoints"
-        loaded = ckpt.load_latest(folder)
+        loaded = self._checked_resume[0] if self._checked_resume is not None else ckpt.load_latest(folder)
         if loaded is None:
             self.run.echo(f"resume: no checkpoint in {folder}; starting from step 0")
             if self.run.is_main:
@@ -496,13 +533,8 @@ class Trainer(ABC):
         path, tensors, _, state, problems = loaded
         for problem in problems:
             self.run.echo(f"resume: skipping a damaged checkpoint: {problem}")
-        try:
-            self.networks.load_state_dict({k[6:]: t for k, t in tensors.items() if k.startswith("model/")})
-            self.ema.load_state_dict({k[4:]: t.to(self.device) for k, t in tensors.items() if k.startswith("ema/")})
-        except (RuntimeError, KeyError) as exc:
-            first = str(exc).strip().splitlines()[0]
-            raise ckpt.CheckpointError(f"{path}: its weights do not fit the configured networks ({first}); "
-                                       "resume with the network section it was saved with") from None
+        self._load_model_weights(path, tensors)
+        self.ema.load_state_dict({k[4:]: t.to(self.device) for k, t in tensors.items() if k.startswith("ema/")})
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         rng = state["rng"]
