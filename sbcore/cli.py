@@ -121,9 +121,13 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return sample_command(args.items)
 
 
+@attrs.frozen(kw_only=True)
+class PluginsOptions:
+    """``sbcore plugins`` takes no options."""
+
+
 def cmd_plugins(args: argparse.Namespace) -> int:
-    if args.items:
-        raise ConfigError([f"sbcore plugins takes no arguments, got {args.items}"])
+    parse_options("sbcore plugins", PluginsOptions, args.items)
     plugins = get_plugins()
     for name, info in plugins.infos.items():
         if info.error:

@@ -136,12 +136,12 @@ def test_unwritable_out_names_the_path(cfg, tmp_path, capsys):
 
 
 def test_other_commands_reject_bad_arguments(tmp_path, capsys):
-    clean_failure(capsys, ["plugins", "extra"], 2, "takes no arguments")
+    clean_failure(capsys, ["plugins", "extra"], 2, "expected key=value, got 'extra' @ sbcore plugins")
     clean_failure(capsys, ["config"], 2, "give plugin=NAME")
     clean_failure(capsys, ["config", "plugin=nope"], 2, "unknown plugin 'nope'")
     clean_failure(capsys, ["config", "plugin=bm", "cfg.yaml"], 2, "config file not found: cfg.yaml")
     clean_failure(capsys, ["sample", f"run={tmp_path / 'none'}"], 2, "run folder not found")
-    clean_failure(capsys, ["status", f"run={tmp_path / 'none'}"], 2, "run folder not found")
+    clean_failure(capsys, ["status", f"run={tmp_path / 'none'}"], 2, "folder not found")
     with pytest.raises(SystemExit) as exit_info:
         main(["frobnicate"])
     assert exit_info.value.code == 2

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, Literal
 
-import cattrs
+import attrs
 
-from sbcore.config import ConfigError, DataSource, make_converter, parse_overrides
+from sbcore.config import ConfigError, DataSource, error_lines, make_converter
 from sbcore.data.arrays import ArraysSource
 from sbcore.data.gaussian import GaussianSource
 from sbcore.data.image_folder import ImageFolderSource
@@ -17,12 +17,11 @@ from sbcore.data.memory import ShapeOnly, describe
 from sbcore.data.shards import ShardSource, index_path, write_shards
 from sbcore.data.toy2d import Toy2D
 from sbcore.hookspecs import hookimpl
+from sbcore.options import option, parse_options, positive
 from sbcore.registry import Registry
 
 SHARDS_USAGE = ("sbcore shards write data.source=NAME [data.KEY=VALUE ...] out=DIR/NAME-%06d.tar "
                 "[maxcount=10000] [block=256] [format=npy|png] [shuffle=true] [seed=0] [count=N]")
-_WRITE_OPTIONS = {"out": str, "maxcount": int, "block": int, "format": str, "shuffle": bool, "seed": int,
-                  "count": int, "progress": bool}
 
 
 @hookimpl
@@ -65,29 +64,32 @@ def cmd_data(args: argparse.Namespace) -> int:
     return fetch_command(args.dataset, args.items)
 
 
+@attrs.frozen(kw_only=True)
+class ShardsWriteOptions:
+    data: dict[str, Any] = option(help="the data source: data.source=NAME and its data.KEY=VALUE parameters")
+    out: str = option(help="printf pattern of the shard files, e.g. shards/mnist-%06d.tar")
+    maxcount: int = option(10_000, help="samples per shard", validator=positive)
+    block: int = option(256, help="samples per stored block", validator=positive)
+    format: Literal["npy", "png"] = option("npy", help="how samples are stored")
+    shuffle: bool = option(True, help="shuffle the samples before writing")
+    seed: int = option(0, help="seed of the shuffle and of drawn samples")
+    count: int | None = option(None, help="how many samples (required for sources that draw without end)",
+                               validator=positive)
+    progress: bool = option(True, help="show a progress bar")
+
+
 def parse_write_args(items: list[str], registry: Registry) -> tuple[Any, dict[str, Any]]:
     """``data.*`` items -> a built source; the rest -> `write_shards` keyword arguments."""
-    tree = parse_overrides(items)
-    data = tree.pop("data", None)
-    errors = []
-    if not isinstance(data, dict) or "source" not in data:
-        errors.append(f"give data.source=NAME; available: {', '.join(registry.names('dataset'))}")
-    if "out" not in tree:
-        errors.append("give out=DIR/NAME-%06d.tar")
-    for key, value in tree.items():
-        kind = _WRITE_OPTIONS.get(key)
-        if kind is None:
-            errors.append(f"unknown option {key!r}; options: data.*, {', '.join(_WRITE_OPTIONS)}")
-        elif not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            errors.append(f"{key}: expected {kind.__name__}, got {value!r}")
-    if errors:
-        raise ConfigError(errors + [f"usage: {SHARDS_USAGE}"])
+    opts = parse_options("sbcore shards write", ShardsWriteOptions, items)
+    if "source" not in opts.data:
+        raise ConfigError([f"give data.source=NAME; available: {', '.join(registry.names('dataset'))}",
+                           f"usage: {SHARDS_USAGE}"])
     try:
-        spec = make_converter(registry).structure(data, DataSource)
+        spec = make_converter(registry).structure(opts.data, DataSource)
     except Exception as exc:  # noqa: BLE001 - reported like any config error
-        lines = cattrs.transform_error(exc, path="data") if isinstance(exc, cattrs.BaseValidationError) else [str(exc)]
-        raise ConfigError(lines) from None
-    options = {"pattern" if k == "out" else "encoding" if k == "format" else k: v for k, v in tree.items()}
+        raise ConfigError(error_lines(exc, "data")) from None
+    options = {"pattern" if k == "out" else "encoding" if k == "format" else k: v
+               for k, v in attrs.asdict(opts).items() if k != "data"}
     try:
         return spec.build(registry), options
     except (ValueError, FileNotFoundError) as exc:

@@ -23,8 +23,10 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> 
     try:
         write(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename == tmp:  # name the file the user knows (a full disk)
+            raise OSError(exc.errno, f"{exc.strerror or exc}; {path.name} was not written", str(path)) from None
         raise
     return path

@@ -33,7 +33,12 @@ def read_events(run_dir: Path) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            events.append(json.loads(line))
+            event = json.loads(line)
         except ValueError:  # a write cut short by a killed process
             warnings.warn(f"{path}: line {number} is not JSON (a write cut short?); skipped", stacklevel=2)
+            continue
+        if not isinstance(event, dict) or not isinstance(event.get("event"), str):
+            warnings.warn(f"{path}: line {number} is not an event record; skipped", stacklevel=2)
+            continue
+        events.append(event)
     return events

@@ -6,8 +6,11 @@ import argparse
 import json
 from pathlib import Path
 
+import attrs
+
 from sbcore.config import ConfigError
 from sbcore.hookspecs import hookimpl
+from sbcore.options import existing_dir, option, parse_options
 
 
 def _options(items: list[str], allowed: set[str], usage: str) -> dict[str, str]:
@@ -30,10 +33,16 @@ def status_lines(run_dir: Path) -> list[str]:
     lines = [f"run: {run_dir}"]
     launch = run_dir / LAUNCH_FILE
     if launch.is_file():
-        info = json.loads(launch.read_text())
-        query = slurm_job_state if info["cluster"] == "slurm" else local_job_state
-        state = query(info["job_id"]) or "unknown (the scheduler no longer lists it)"
-        lines += [f"job {info['job_id']} ({info['kind']}): {state}", f"  logs: {info['stdout']}"]
+        try:
+            info = json.loads(launch.read_text(errors="replace"))
+            fields = [str(info[k]) for k in ("cluster", "job_id", "kind", "stdout")]
+        except (ValueError, KeyError, TypeError):  # torn by a killed submission, or edited
+            lines.append(f"job: {launch} is unreadable (torn or edited); its job state is unknown")
+        else:
+            cluster, job_id, kind, stdout = fields
+            query = slurm_job_state if cluster == "slurm" else local_job_state
+            state = query(job_id) or "unknown (the scheduler no longer lists it)"
+            lines += [f"job {job_id} ({kind}): {state}", f"  logs: {stdout}"]
     for event in read_events(run_dir):
         keys = ("signal", "requeued", "world_size", "job", "restart")
         extra = "".join(f" {k}={event[k]}" for k in keys if event.get(k))
@@ -52,9 +61,14 @@ def status_lines(run_dir: Path) -> list[str]:
     return lines
 
 
+@attrs.frozen(kw_only=True)
+class StatusOptions:
+    run: Path = option(help="the run folder", validator=existing_dir)
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    opts = _options(args.items, {"run"}, "sbcore status run=DIR")
-    print("\n".join(status_lines(Path(opts["run"]))))
+    opts = parse_options("sbcore status", StatusOptions, args.items)
+    print("\n".join(status_lines(opts.run)))
     return 0
 
 

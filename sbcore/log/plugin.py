@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from sbcore.config import shorten
 from sbcore.hookspecs import hookimpl
 from sbcore.io import plots
 from sbcore.io.files import atomic_write
@@ -73,8 +74,18 @@ def _records(path: Path) -> list[tuple[str, dict[str, Any]]]:
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """The per-step records of a `metrics.jsonl` file (the summary line excluded)."""
-    return [record for _, record in _records(Path(path)) if "summary" not in record]
+    """The per-step records of a `metrics.jsonl` file (the summary line excluded); a record without an
+    integer ``step`` (edited by hand, or another program's) is skipped with a warning like a torn line."""
+    out = []
+    for line, record in _records(Path(path)):
+        if "summary" in record:
+            continue
+        step = record.get("step")
+        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+            warnings.warn(f"{path}: a record without a step number ({shorten(line, 80)}); skipped", stacklevel=2)
+            continue
+        out.append(record)
+    return out
 
 
 def truncate_metrics(path: str | Path, step: int) -> None:

@@ -20,29 +20,19 @@ from sbcore.metrics.digits import OFFSETS, cnn_outputs
 from sbcore.plugins import get_plugins
 from sbcore.sampler.guidance import Guidance, make_guidance
 
-OPTIONS = ("source_label", "target_label", "guidance.scale", "guidance.classifier")
 #: digits-CNN class of label k of each labelled image source (EMNIST letters are numbered from A = 1).
 CNN_CLASS = {"mnist": lambda k: OFFSETS["digits"] + k, "fashion_mnist": lambda k: OFFSETS["fashion"] + k,
              "emnist_letters": lambda k: OFFSETS["letters"] + k - 1}
 
 
-def _label(opts: dict[str, str], key: str) -> int | None:
-    if key not in opts:
-        return None
-    try:
-        return int(opts[key])
-    except ValueError:
-        raise UserError(f"{key}={opts[key]}: expected an integer class label") from None
-
-
-def guidance_options(opts: dict[str, str], device: torch.device) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The `sample` options of the encode and the decode half (each {} or {"guidance": Guidance})."""
-    source, target = _label(opts, "source_label"), _label(opts, "target_label")
-    given = {k.split(".", 1)[1]: v for k, v in opts.items() if k.startswith("guidance.")}
-    if given and target is None:
-        raise UserError(f"{', '.join(sorted('guidance.' + k for k in given))} steer the decoding towards a class: "
+def guidance_options(source: int | None, target: int | None, guidance: dict[str, Any],
+                     device: torch.device) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The `sample` options of the encode and the decode half (each {} or {"guidance": Guidance}), from
+    translate's ``source_label``, ``target_label`` and ``guidance.scale`` / ``guidance.classifier``."""
+    if guidance and target is None:
+        raise UserError(f"{', '.join(sorted('guidance.' + k for k in guidance))} steer the decoding towards a class: "
                         "give target_label=K")
-    decode = make_guidance(target, given, get_plugins().registry, device)
+    decode = make_guidance(target, guidance, get_plugins().registry, device)
     encode = {} if source is None else {"guidance": Guidance(source)}
     return encode, ({} if decode is None else {"guidance": decode})
 

@@ -21,6 +21,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import attrs
 import numpy as np
 import torch
 from torch import Tensor
@@ -35,6 +36,7 @@ from sbcore.metrics.digits import domain_accuracy, feature_distance
 from sbcore.metrics.eval_data import evaluation_data
 from sbcore.metrics.translation import sample_in_chunks
 from sbcore.metrics.vector import sliced_wasserstein2
+from sbcore.options import existing_dir, existing_path, option, parse_options, positive
 from sbcore.sample import load_trainer, read_inputs
 from sbcore.seeding import derive_seeds
 
@@ -42,8 +44,6 @@ USAGE = ("sbcore translate source=RUN_OR_DIFFUSERS_DIR target=RUN_OR_DIFFUSERS_D
          "(input=FILE_OR_FOLDER [key=ARRAY] | n=N) [steps=S] "
          "[sampler=ddim|ddim_heun] [cycle=true] [seed=0] [device=auto] [out=DIR] "
          "[source_label=K] [target_label=K [guidance.scale=S] [guidance.classifier=FILE.safetensors]]")
-OPTIONS = ("source", "target", "input", "key", "n", "steps", "sampler", "cycle", "seed", "device", "out",
-           *guided.OPTIONS)
 #: config sections that say what a run's weights are; shown side by side when they differ.
 COMPARED = ("data", "network", "method", "train", "sampler")
 
@@ -86,19 +86,39 @@ def check_latent_convention(source: Any, target: Any) -> list[str]:
     return lines
 
 
-def _sampler(trainer: Any, opts: dict[str, str]) -> Any:
+@attrs.frozen(kw_only=True)
+class TranslateOptions:
+    source: Path = option(help="the source run folder or diffusers model folder (encodes)", validator=existing_dir)
+    target: Path = option(help="the target run folder or diffusers model folder (decodes)", validator=existing_dir)
+    input: Path | None = option(None, help="an array file or a folder of images to translate",
+                                validator=existing_path)
+    key: str | None = option(None, help="the array of the input file")
+    n: int | None = option(None, help="translate N samples of the source run's data (default 1000)",
+                           validator=positive)
+    steps: int | None = option(None, help="sampler steps (default: the source run's)", validator=positive)
+    sampler: str | None = option(None, help="sampler kind, e.g. ddim or ddim_heun (default: the source run's)")
+    cycle: bool = option(True, help="also translate back and report the cycle error")
+    seed: int = option(0, help="seed of the drawn inputs and the noise")
+    device: str = option("auto", help="auto, cpu, cuda or cuda:N")
+    out: Path = option(Path("translation"), help="the output folder")
+    source_label: int | None = option(None, help="encode (and draw) the source images of this class")
+    target_label: int | None = option(None, help="decode towards this class")
+    guidance: dict[str, Any] = option(factory=dict, help="guidance.scale=S and guidance.classifier=FILE.safetensors")
+
+    def __attrs_post_init__(self) -> None:
+        if self.input is not None and self.n is not None:
+            raise ValueError("give input=FILE_OR_FOLDER or n=N, not both")
+
+
+def _sampler(trainer: Any, opts: TranslateOptions) -> Any:
     spec = trainer.run.config.sampler
     params = dict(spec.params)
-    if "steps" in opts:
-        params["steps"] = _int(opts, "steps")
-    return SamplerSpec(opts.get("sampler", spec.kind), params).build(trainer.run.registry)
-
-
-def _int(opts: dict[str, str], key: str) -> int:
-    try:
-        return int(opts[key])
-    except ValueError:
-        raise UserError(f"{key}={opts[key]}: expected an integer") from None
+    if opts.steps is not None:
+        params["steps"] = opts.steps
+    kind = opts.sampler or spec.kind
+    if kind not in trainer.run.registry.names("sampler"):
+        raise UserError(f"sampler={kind}: not a sampler; available: {', '.join(trainer.run.registry.names('sampler'))}")
+    return SamplerSpec(kind, params).build(trainer.run.registry)
 
 
 def load_domain(folder: Path, device: str) -> Any:
@@ -110,38 +130,40 @@ def load_domain(folder: Path, device: str) -> Any:
     return load_trainer(folder, device)[0]
 
 
-def translate_runs(opts: dict[str, str]) -> dict[str, Any]:
+def translate_runs(opts: TranslateOptions) -> dict[str, Any]:
     """Encode with the source run, decode with the target run (and back for the cycle); write the outputs."""
-    source = load_domain(Path(opts["source"]), opts.get("device", "auto"))
-    target = load_domain(Path(opts["target"]), opts.get("device", "auto"))
+    source = load_domain(opts.source, opts.device)
+    target = load_domain(opts.target, opts.device)
     differences = check_latent_convention(source, target)
     sampler = _sampler(source, opts)
     source.sampler = target.sampler = sampler
-    torch_seed, data_seed, fresh_seed = derive_seeds(_int({"seed": opts.get("seed", "0")}, "seed"), count=3)
+    torch_seed, data_seed, fresh_seed = derive_seeds(opts.seed, count=3)
     names, split = None, None
-    encode, decode = guided.guidance_options(opts, target.device)  # class labels and guidance (sb_ddib.guided)
-    if "input" in opts:
-        x, names = read_inputs(Path(opts["input"]), tuple(source.shape), opts.get("key"))
+    # class labels and guidance (sb_ddib.guided)
+    encode, decode = guided.guidance_options(opts.source_label, opts.target_label, opts.guidance, target.device)
+    n = opts.n or 1000
+    if opts.input is not None:
+        x, names = read_inputs(opts.input, tuple(source.shape), opts.key)
     elif encode:
-        x = guided.draw_class(source, _int({"n": opts.get("n", "1000")}, "n"), encode["guidance"].label,
-                              torch.Generator().manual_seed(data_seed))
+        x = guided.draw_class(source, n, encode["guidance"].label, torch.Generator().manual_seed(data_seed))
     else:
         with evaluation_data(source, "test") as used:  # held-out digits: the source run's test split
-            x = source.draw("x0", _int({"n": opts.get("n", "1000")}, "n"), torch.Generator().manual_seed(data_seed))
+            x = source.draw("x0", n, torch.Generator().manual_seed(data_seed))
         split = used.split
     torch.manual_seed(torch_seed)
     latent = sample_in_chunks(source, "forward", x, **encode)
     y = sample_in_chunks(target, "backward", latent.x, **decode)
     arrays = {"source": x, "latent": latent.x, "target": y.x}
-    record: dict[str, Any] = {"source_run": opts["source"], "target_run": opts["target"], "n": len(x), "split": split,
-                              "sampler": repr(sampler), "nfe_per_solve": latent.nfe, "differences": differences,
-                              "latent_mean": float(latent.x.mean()), "latent_std": float(latent.x.std())}
+    record: dict[str, Any] = {"source_run": str(opts.source), "target_run": str(opts.target), "n": len(x),
+                              "split": split, "sampler": repr(sampler), "nfe_per_solve": latent.nfe,
+                              "differences": differences, "latent_mean": float(latent.x.mean()),
+                              "latent_std": float(latent.x.std())}
     if decode:
         record["target_label"] = decode["guidance"].label
         record["guidance_scale"] = decode["guidance"].scale
-        record["guidance_classifier"] = opts.get("guidance.classifier")
+        record["guidance_classifier"] = opts.guidance.get("classifier")
         record["target_class_accuracy"] = guided.class_accuracy(target, y.x, decode["guidance"].label)
-    if opts.get("cycle", "true") == "true":  # back along the same labels, unguided
+    if opts.cycle:  # back along the same labels, unguided
         back = {"guidance": guided.Guidance(decode["guidance"].label)} if decode else {}
         arrays["latent_2"] = sample_in_chunks(target, "forward", y.x, **back).x
         arrays["cycle"] = sample_in_chunks(source, "backward", arrays["latent_2"], **encode).x
@@ -159,7 +181,7 @@ def translate_runs(opts: dict[str, str]) -> dict[str, Any]:
                                    "feature_distance_source": feature_distance(x, tgt),
                                    "domain_accuracy_translated": domain_accuracy(y.x, tgt),
                                    "domain_accuracy_source": domain_accuracy(x, tgt)}
-    out = Path(opts.get("out", "translation"))
+    out = opts.out
     out.mkdir(parents=True, exist_ok=True)
     saved = {k: v.numpy() for k, v in arrays.items()}
     if names is not None:
@@ -181,20 +203,9 @@ def _pictures(out: Path, arrays: dict[str, Tensor]) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
-    opts = dict(item.split("=", 1) for item in args.items if "=" in item)
-    stray = [item for item in args.items if "=" not in item]
-    unknown = sorted(set(opts) - set(OPTIONS))
-    if stray or unknown or not {"source", "target"} <= set(opts):
-        raise UserError(f"usage: {USAGE}" + (f"; not understood: {stray + unknown}" if stray or unknown else ""))
-    if "input" in opts and "n" in opts:
-        raise UserError("give input=FILE_OR_FOLDER or n=N, not both")
-    if opts.get("cycle", "true") not in ("true", "false"):
-        raise UserError(f"cycle={opts['cycle']}: expected true or false")
-    for key in ("source", "target"):
-        if not Path(opts[key]).is_dir():
-            raise UserError(f"{key}={opts[key]}: run folder not found")
+    opts = parse_options("sbcore translate", TranslateOptions, args.items)
     record = translate_runs(opts)
-    out = Path(opts.get("out", "translation"))
+    out = opts.out
     print(f"translated {record['n']} samples {record['source_run']} -> {record['target_run']}, "
           f"{record['sampler']}, NFE {record['nfe_per_solve']} per solve; latent mean {record['latent_mean']:.3f} "
           f"std {record['latent_std']:.3f}")

@@ -20,13 +20,15 @@ import math
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import attrs
 import torch
 
 from sb_dsbm.metrics import gaussian_report
 from sbcore.config import ConfigError, merge, parse_overrides, read_yaml_file, structure_config
 from sbcore.metrics.gaussian import GaussianSB
+from sbcore.options import existing_path, option, parse_options, positive
 from sbcore.plugins import get_plugins
 from sbcore.run import Run, choose_device, run_dir_for
 
@@ -71,8 +73,17 @@ KEYS = ("mean", "mean_error", "var", "var_error", "cov_diag", "cov_diag_closed_f
         "cov_rel_error", "kl_diag", "kl_full", "kl_floor_diag", "kl_floor_full")
 
 
-def _ints(text: str) -> list[int]:
-    return [int(s) for s in text.split(",") if s.strip()]
+def _each_positive(_: Any, attribute: Any, values: list[int] | None) -> None:
+    if values is not None and (not values or any(v < 1 for v in values)):
+        raise ValueError(f"expected a comma-separated list of numbers > 0, got {values}")
+
+
+def _each_in(allowed: tuple[str, ...]) -> Any:
+    def check(_: Any, attribute: Any, values: list[str]) -> None:
+        if unknown := [v for v in values if v not in allowed]:
+            raise ValueError(f"expected some of {', '.join(allowed)}, got {', '.join(unknown)}")
+
+    return check
 
 
 def budget_schedule(budget: int) -> dict[str, int]:
@@ -199,22 +210,33 @@ def write_outputs(out: Path, rows: list[dict[str, Any]], summary: list[dict[str,
     (out / "bench_gaussian.json").write_text(json.dumps({"meta": meta, "summary": summary, "runs": rows}, indent=1))
 
 
+@attrs.frozen(kw_only=True)
+class BenchOptions:
+    plugin: Literal["dsbm"] = option("dsbm", help="the benchmark's plugin")
+    method: list[str] = option(factory=lambda: ["imf", "ipf", "bm", "sbcfm"],
+                               help="variants: imf, ipf, bm, sbcfm, rf (comma-separated)",
+                               validator=_each_in(("imf", "ipf", "bm", "sbcfm", "rf")))
+    dims: list[int] = option(factory=lambda: [5, 20, 50], help="dimensions", validator=_each_positive)
+    seeds: list[int] = option(factory=lambda: [0], help="seeds")
+    budgets: list[int] | None = option(None, help="total step budgets (sets inner and outer iterations)",
+                                       validator=_each_positive)
+    n: int = option(10_000, help="samples scored per run", validator=positive)
+    a: float = option(0.1, help="the Gaussians' mean offset")
+    out: Path = option(Path("runs/bench_gaussian"), help="the output folder")
+    jobs: int = option(1, help="runs in parallel", validator=positive)
+    config: Path | None = option(None, help="a YAML file of base settings", validator=existing_path)
+
+
 def bench_gaussian(items: list[str]) -> int:
     """`sbcore bench gaussian ...` (USAGE): the `bench` suite sb-dsbm registers."""
-    opts = dict(item.split("=", 1) for item in items if "=" in item and "." not in item.split("=", 1)[0])
     dotted = [item for item in items if "=" in item and "." in item.split("=", 1)[0]]
-    unknown = set(opts) - {"plugin", "method", "dims", "seeds", "budgets", "n", "a", "out", "jobs", "config"}
-    if unknown or opts.get("plugin", "dsbm") != "dsbm" or any("=" not in i for i in items):
-        raise ConfigError([f"usage: {USAGE}; unknown: {sorted(unknown)}"])
-    base = merge(DEFAULTS, read_yaml_file(opts["config"])) if "config" in opts else DEFAULTS
+    opts = parse_options("sbcore bench gaussian", BenchOptions, [i for i in items if i not in dotted])
+    base = merge(DEFAULTS, read_yaml_file(opts.config)) if opts.config is not None else DEFAULTS
     overrides = parse_overrides(dotted)
-    budgets: list[int | None] = list(_ints(opts["budgets"])) if "budgets" in opts else [None]
+    budgets: list[int | None] = list(opts.budgets) if opts.budgets is not None else [None]
     if budgets != [None] and {"inner_iters", "outer_iters"} & set(overrides.get("method", {})):
         raise ConfigError(["budgets= sets method.inner_iters and method.outer_iters; give one or the other"])
-    variants = opts.get("method", "imf,ipf,bm,sbcfm").split(",")
-    dims, seeds = _ints(opts.get("dims", "5,20,50")), _ints(opts.get("seeds", "0"))
-    n, a, jobs = int(opts.get("n", 10000)), float(opts.get("a", 0.1)), int(opts.get("jobs", 1))
-    out = Path(opts.get("out", "runs/bench_gaussian"))
+    variants, dims, seeds, n, a, jobs, out = opts.method, opts.dims, opts.seeds, opts.n, opts.a, opts.jobs, opts.out
     process = merge(base, overrides)["process"]
     if process.get("kind") != "brownian":
         raise ConfigError([f"the Gaussian benchmark's reference is process.kind=brownian, got {process.get('kind')!r}"])
