@@ -193,14 +193,32 @@ def build_parser(plugins: Plugins | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+class _NewNamesOnly:
+    """The subparsers seen by a plugin: a command name (or alias) that is taken already is an error,
+    instead of argparse silently replacing the other command."""
+
+    def __init__(self, sub: argparse._SubParsersAction) -> None:
+        self._sub = sub
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        for taken in (name, *kwargs.get("aliases", ())):
+            if taken in self._sub.choices:
+                owner = self._sub.choices[taken].get_default("plugin") or "sbcore"
+                raise ValueError(f"command {taken!r} is taken already (by {owner})")
+        return self._sub.add_parser(name, **kwargs)
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._sub, attr)
+
+
 def add_plugin_commands(plugins: Plugins, sub: argparse._SubParsersAction) -> None:
     """Each plugin's ``sbcore_add_commands`` on its own: one that raises (or clashes with a command
     name) is reported once, naming it, and its half-added commands are removed; the rest keep working.
     Every command remembers its plugin, so `main` can name it when the command fails."""
-    for impl in reversed(plugins.hook.sbcore_add_commands.get_hookimpls()):
+    for impl in plugins.hook.sbcore_add_commands.get_hookimpls():  # registration order: built-ins first
         names, actions = dict(sub.choices), list(sub._choices_actions)
         try:
-            impl.function(subparsers=sub)
+            impl.function(subparsers=_NewNamesOnly(sub))
         except Exception as exc:  # noqa: BLE001 - any failure of a plugin's hook leaves that plugin out
             sub.choices.clear()
             sub.choices.update(names)

@@ -31,6 +31,7 @@ from attrs import validators as v
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 from cattrs.v import format_exception
 
+from sbcore.errors import PluginFailure, SbcoreError
 from sbcore.registry import Registry
 
 # ------------------------------------------------------------------------------------------------
@@ -152,7 +153,19 @@ class Component:
     params: dict[str, Any] = attrs.field(factory=dict)
 
     def build(self, registry: Registry, **runtime: Any) -> Any:
-        return registry.get(self.registry_kind, self.kind)(**runtime, **self.params)
+        """The component, constructed. A third-party constructor that fails other than with ValueError
+        (its way to refuse parameters) is a `PluginFailure` naming the plugin, never a traceback."""
+        factory = registry.get(self.registry_kind, self.kind)
+        try:
+            return factory(**runtime, **self.params)
+        except (SbcoreError, ConfigError, ValueError, OSError):
+            raise
+        except Exception as exc:
+            if getattr(factory, "__module__", "").partition(".")[0] == "sbcore":
+                raise  # the core's own bug keeps its traceback
+            owner = registry.owner(self.registry_kind, self.kind) or getattr(factory, "__module__", "?")
+            raise PluginFailure(f"plugin {owner!r}: {self.registry_kind} {self.kind!r} failed to build "
+                                f"({type(exc).__name__}: {shorten(str(exc))})") from exc
 
 
 @attrs.frozen

@@ -43,6 +43,11 @@ class MissingDependencyError(UserError):
     """An optional package that a configured feature needs; the message says what to install."""
 
 
+class PluginFailure(RunFailure):
+    """A third-party plugin's own code raised where sbcore called it (a command, a hook, a component
+    constructor); the message names the plugin, so the user knows whose code failed. Exit status 1."""
+
+
 class NonFiniteError(RunFailure):
     """The loss or the gradient became NaN or infinite."""
 

@@ -15,7 +15,7 @@ import pluggy
 
 from sbcore import hookspecs
 from sbcore.config import ConfigError, shorten
-from sbcore.errors import RunFailure, SbcoreError
+from sbcore.errors import SbcoreError
 from sbcore.registry import Registry, UnknownComponentError
 
 ENTRY_POINT_GROUP = "sbcore"
@@ -60,11 +60,6 @@ class Plugins:
 
     def failed(self) -> dict[str, str]:
         return {n: i.error for n, i in self.infos.items() if i.error}
-
-
-class PluginFailure(RunFailure):
-    """A plugin's own code raised where sbcore called it (a command, a component constructor); the
-    message names the plugin so the user knows whom to ask. Exit status 1."""
 
 
 def is_core(plugin_name: str | None, plugins: Plugins | None = None) -> bool:

@@ -32,7 +32,7 @@ from sbcore.io.files import atomic_write
 from sbcore.metrics.eval_data import Split, evaluation_data
 from sbcore.metrics.translation import pixels, sample_in_chunks
 from sbcore.options import existing_dir, existing_path, option, parse_options, positive, suffix, with_extra
-from sbcore.plugins import get_plugins
+from sbcore.plugins import call_each, get_plugins
 from sbcore.process.base import ENDS
 from sbcore.run import Run, choose_device
 from sbcore.seeding import derive_seeds
@@ -138,16 +138,18 @@ def load_trainer(run_dir: Path, device: str = "auto", sampler: dict[str, Any] | 
     run = Run(config=config, dir=run_dir, plugins=plugins, device=choose_device(device))
     trainer = plugins.registry.get("method", config.plugin)(run)
     trainer.setup()
+    path = found[-1]
     try:
-        tensors, meta = ckpt.load_weights(found[-1])
+        tensors, meta = ckpt.load_weights(path)
     except ckpt.CheckpointError as exc:  # fall back to the newest checkpoint that reads, as resume does
         good = ckpt.last_good(run_dir / "checkpoints")
         if good is None:
             raise
         print(f"sbcore: warning: {exc}; using {good.name}", file=sys.stderr)
+        path = good
         tensors, meta = ckpt.load_weights(good)
     ema = {k[4:]: t for k, t in tensors.items() if k.startswith("ema/")}
-    trainer.networks.load_state_dict(ema)
+    ckpt.load_into(trainer.networks, ema, path)
     trainer.networks.eval()
     return trainer, meta
 
@@ -224,8 +226,8 @@ def sample_command(items: list[str]) -> int:
     opts = parse_options(COMMAND, SampleOptions, known)
     trainer, _ = load_trainer(opts.run, opts.device, opts.sampler, opts.eval, stand_in=opts.input is not None)
     extra: dict[str, tuple[type, str]] = {}
-    for found in trainer.run.plugins.hook.sbcore_sample_options(run=trainer.run):
-        extra.update(found or {})
+    for _, found in call_each(trainer.run.plugins, "sbcore_sample_options", expect=dict, run=trainer.run):
+        extra.update(found)
     if rest:
         opts = parse_options(COMMAND, with_extra(SampleOptions, extra), items)
     options = {k: getattr(opts, k) for k in extra if getattr(opts, k, None) is not None}

@@ -28,6 +28,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
+from sbcore.config import shorten
 from sbcore.errors import SbcoreError
 from sbcore.io.files import atomic_write
 from sbcore.network.base import build_network
@@ -235,6 +236,17 @@ def prune(folder: Path, keep: int) -> None:
         path.unlink(missing_ok=True)
 
 
+def load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    """`module.load_state_dict(state)` (strict), or a `CheckpointError` naming `path` when the weights do
+    not fit the rebuilt network (a config.yaml edited after training, another run's checkpoint)."""
+    try:
+        module.load_state_dict(state)
+    except (RuntimeError, KeyError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"{path}: its weights do not fit the network rebuilt from the run's config "
+                              f"({shorten(first)}); was config.yaml changed after training?") from None
+
+
 def load_networks(path: Path, registry: Any, ema: bool = True) -> dict[str, Any]:
     """Rebuild every network of a checkpoint from its metadata alone (no config, no trainer).
 
@@ -249,6 +261,6 @@ def load_networks(path: Path, registry: Any, ema: bool = True) -> dict[str, Any]
         if ema:
             cut = len(f"ema/{name}.")
             state.update({k[cut:]: t for k, t in tensors.items() if k.startswith(f"ema/{name}.")})
-        net.load_state_dict(state)
+        load_into(net, state, path)
         networks[name] = net.eval()
     return networks
