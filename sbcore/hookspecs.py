@@ -69,10 +69,12 @@ def sbcore_add_commands(subparsers: argparse._SubParsersAction) -> None:
 def sbcore_sample_options(run: Run) -> dict[str, tuple[type, str]] | None:
     """Extra ``key=value`` options of ``sbcore sample`` for a run of this plugin's method.
 
-    Return ``{name: (type, help)}`` (e.g. ``{"resolution": (int, "output grid size")}``) when
-    ``run.config.plugin`` is one of this plugin's methods, else None. ``sbcore sample`` parses the
-    given values with ``type`` (``bool`` accepts true/false), rejects unknown options listing the valid
-    ones, and passes those given to the trainer's ``sample`` as keyword arguments.
+    Return ``{name: (type, help)}`` or ``{name: (type, help, validator)}`` (e.g. ``{"resolution": (int,
+    "output grid size", sbcore.options.positive)}``) when ``run.config.plugin`` is one of this plugin's
+    methods, else None. ``sbcore sample`` parses the given values with ``type`` (``bool`` accepts
+    true/false) and the validator, rejects unknown options listing the valid ones, and passes those given
+    to the trainer's ``sample`` as keyword arguments. A table of another shape is reported naming the
+    plugin and left out.
     """
 
 

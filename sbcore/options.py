@@ -165,12 +165,26 @@ def _is_mapping(t: Any) -> bool:
 # ---- parsing --------------------------------------------------------------------------------------
 
 
-def with_extra(schema: type[T], extra: dict[str, tuple[type, str]]) -> type[T]:
-    """`schema` with optional extra options ``{name: (type, help)}`` (a plugin's), each defaulting to None."""
+def check_extra(extra: Any) -> None:
+    """A plugin's option table is ``{name: (type, help)}`` or ``{name: (type, help, validator)}``;
+    TypeError otherwise (the caller reports the plugin)."""
+    if not isinstance(extra, dict):
+        raise TypeError(f"expected a mapping of options, got {type(extra).__name__}")
+    for name, spec in extra.items():
+        ok = (isinstance(name, str) and name.isidentifier() and isinstance(spec, tuple) and len(spec) in (2, 3)
+              and isinstance(spec[0], type) and isinstance(spec[1], str) and (len(spec) == 2 or callable(spec[2])))
+        if not ok:
+            raise TypeError(f"option {name!r}: expected (type, help) or (type, help, validator), got {spec!r}")
+
+
+def with_extra(schema: type[T], extra: dict[str, tuple[Any, ...]]) -> type[T]:
+    """`schema` with optional extra options ``{name: (type, help[, validator])}`` (a plugin's), each
+    defaulting to None; the validator (attrs signature, e.g. `positive`) runs on a given value."""
     if not extra:
         return schema
-    fields = {name: attrs.field(default=None, type=kind | None, metadata={"help": text, "extra": True})
-              for name, (kind, text) in extra.items()}
+    fields = {name: attrs.field(default=None, type=spec[0] | None, metadata={"help": spec[1], "extra": True},
+                                validator=spec[2] if len(spec) == 3 else None)
+              for name, spec in extra.items()}
     return attrs.make_class(schema.__name__, fields, bases=(schema,), frozen=True, kw_only=True)
 
 

@@ -7,6 +7,7 @@ import importlib
 import importlib.metadata as md
 import os
 import sys
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -70,19 +71,21 @@ def is_core(plugin_name: str | None, plugins: Plugins | None = None) -> bool:
     return (info.distribution == "sbcore") if info is not None else plugin_name in _BUILTIN_NAMES
 
 
-def call_each(plugins: Plugins, hook: str, expect: type | None = None, **kwargs: Any) -> list[tuple[str, Any]]:
+def call_each(plugins: Plugins, hook: str, check: Callable[[Any], None] | None = None,
+              **kwargs: Any) -> list[tuple[str, Any]]:
     """Call every implementation of `hook` on its own: [(plugin name, result)], None results left out.
 
-    A third-party implementation that raises, or returns something other than `expect`, is reported
-    once on stderr naming the plugin and left out; the others' results stand (one broken plugin must
-    not take down the commands of the rest). sbcore's own errors and built-ins' failures propagate.
+    A third-party implementation that raises, or returns something `check` refuses (raises on), is
+    reported once on stderr naming the plugin and left out; the others' results stand (one broken
+    plugin must not take down the commands of the rest). sbcore's own errors and built-ins' failures
+    propagate.
     """
     results = []
     for impl in reversed(getattr(plugins.hook, hook).get_hookimpls()):  # pluggy's LIFO order
         try:
             result = impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
-            if result is not None and expect is not None and not isinstance(result, expect):
-                raise TypeError(f"returned {type(result).__name__}, expected {expect.__name__}")
+            if result is not None and check is not None:
+                check(result)
         except (SbcoreError, ConfigError, UnknownComponentError):
             raise
         except Exception as exc:

@@ -31,7 +31,16 @@ from sbcore.io import plots
 from sbcore.io.files import atomic_write
 from sbcore.metrics.eval_data import Split, evaluation_data
 from sbcore.metrics.translation import pixels, sample_in_chunks
-from sbcore.options import existing_dir, existing_path, option, parse_options, positive, suffix, with_extra
+from sbcore.options import (
+    check_extra,
+    existing_dir,
+    existing_path,
+    option,
+    parse_options,
+    positive,
+    suffix,
+    with_extra,
+)
 from sbcore.plugins import call_each, get_plugins
 from sbcore.process.base import ENDS
 from sbcore.run import Run, choose_device
@@ -188,6 +197,9 @@ def read_input_array(file: Path, shape: tuple[int, ...], key: str | None = None)
     if tuple(x.shape[1:]) != shape:
         raise DataError(f"input={file}: expected samples of shape {shape} (the run's data), "
                     f"given {tuple(x.shape[1:])} (array of shape {tuple(x.shape)})")
+    if not bool(torch.isfinite(x).all()):
+        raise DataError(f"input={file}: holds NaN or infinite values ({int((~torch.isfinite(x)).sum())} of "
+                        f"{x.numel()}); the samples would be NaN too")
     return x
 
 
@@ -226,7 +238,7 @@ def sample_command(items: list[str]) -> int:
     opts = parse_options(COMMAND, SampleOptions, known)
     trainer, _ = load_trainer(opts.run, opts.device, opts.sampler, opts.eval, stand_in=opts.input is not None)
     extra: dict[str, tuple[type, str]] = {}
-    for _, found in call_each(trainer.run.plugins, "sbcore_sample_options", expect=dict, run=trainer.run):
+    for _, found in call_each(trainer.run.plugins, "sbcore_sample_options", check=check_extra, run=trainer.run):
         extra.update(found)
     if rest:
         opts = parse_options(COMMAND, with_extra(SampleOptions, extra), items)

@@ -9,6 +9,7 @@ from sb_dbfs.data import GaussianProcessSource
 from sb_dbfs.method import DBFS
 from sb_dbfs.network import OperatorTransformer
 from sbcore import hookimpl
+from sbcore.options import positive
 from sbcore.registry import Registry
 
 
@@ -23,4 +24,5 @@ def sbcore_register(registry: Registry) -> None:
 def sbcore_sample_options(run: Any) -> dict[str, tuple[type, str]] | None:
     if run.config.plugin != "dbfs":
         return None
-    return {"resolution": (int, "grid size to sample on: the start functions are resized to it (DBFS transfer)")}
+    return {"resolution": (int, "grid size to sample on: the start functions are resized to it (DBFS transfer)",
+                           positive)}

@@ -1,0 +1,153 @@
+"""Command options: a bad value of any command is refused with exit status 2 and a line naming the
+option, what was expected and what was given, before anything is read or written; refused commands
+leave every run folder byte-identical."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from sbcore import cli, hookimpl, sample
+from sbcore.cli import main
+from sbcore.config import merge
+from sbcore.options import positive
+from sbcore.plugins import create_plugins
+from sbcore.testing import cli_failure, run_cli, snapshot
+
+TINY = {
+    "plugin": "bm", "name": "tiny", "seed": 0,
+    "data": {"x0": {"source": "gaussian", "dim": 2}, "x1": {"source": "toy2d", "name": "moons"}},
+    "network": {"kind": "mlp", "hidden": 16, "layers": 2},
+    "train": {"steps": 4, "batch_size": 16, "log_every": 2, "checkpoint_every": 2, "eval_samples": 16,
+              "progress": False, "threads": 1},
+    "sampler": {"kind": "euler_maruyama", "steps": 2},
+    "log": {"console": False},
+}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("trained")
+    (root / "tiny.yaml").write_text(yaml.safe_dump(merge(TINY, {"out": str(root / "runs")})))
+    assert main(["run", str(root / "tiny.yaml")]) == 0
+    return root / "runs" / "tiny"
+
+
+@pytest.fixture
+def run_dir(trained, tmp_path):
+    """A fresh copy of the trained run (each test may damage its own)."""
+    return Path(shutil.copytree(trained, tmp_path / "tiny"))
+
+
+def _options_cases(run: Path, tmp: Path) -> dict[str, tuple[list[str], str]]:
+    r = f"run={run}"
+    return {
+        "sample n=-5": (["sample", r, "n=-5"], "expected a number > 0, got -5 @ sbcore sample n"),
+        "sample n=abc": (["sample", r, "n=abc"], "got 'abc' @ sbcore sample n"),
+        "sample steps=-2": (["sample", r, "steps=-2"], "expected a number > 0, got -2 @ sbcore sample steps"),
+        "sample steps=0": (["sample", r, "steps=0"], "expected a number > 0, got 0 @ sbcore sample steps"),
+        "sample out=x.txt": (["sample", r, "n=4", f"out={tmp / 'x.txt'}"], "ending in .npz"),
+        "sample out=noext": (["sample", r, "n=4", f"out={tmp / 'samples'}"], "ending in .npz"),
+        "sample seed=1.5": (["sample", r, "seed=1.5"], "expected an integer, got '1.5' @ sbcore sample seed"),
+        "sample direction": (["sample", r, "direction=sideways"], "@ sbcore sample direction"),
+        "sample typo": (["sample", r, "stpes=3"], "did you mean 'steps'?"),
+        "sample twice": (["sample", r, "n=3", "n=4"], "given twice"),
+        "sample no run": (["sample", "n=3"], "required option missing: run="),
+        "eval n=abc": (["eval", r, "n=abc"], "got 'abc' @ sbcore eval n"),
+        "eval n=0": (["eval", r, "n=0"], "expected a number > 0, got 0 @ sbcore eval n"),
+        "eval steps=-1": (["eval", r, "steps=-1"], "@ sbcore eval steps"),
+        "status extra": (["status", r, "verbose=1"], "unknown option 'verbose'"),
+        "status stray": (["status", r, "now"], "expected key=value, got 'now'"),
+        "plugins stray": (["plugins", "all"], "expected key=value"),
+        "shards count=0": (["shards", "write", "data.source=toy2d", f"out={tmp / 's-%06d.tar'}", "count=0"],
+                           "expected a number > 0, got 0 @ sbcore shards write count"),
+        "shards format": (["shards", "write", "data.source=toy2d", f"out={tmp / 's-%06d.tar'}", "format=jpg"],
+                          "@ sbcore shards write format"),
+        "translate n=0": (["translate", f"source={run}", f"target={run}", "n=0"],
+                          "expected a number > 0, got 0 @ sbcore translate n"),
+        "translate cycle": (["translate", f"source={run}", f"target={run}", "cycle=maybe"],
+                            "expected true or false, got 'maybe' @ sbcore translate cycle"),
+        "translate both": (["translate", f"source={run}", f"target={run}", "n=3", f"input={run / 'config.yaml'}"],
+                           "not both"),
+        "bench dims=0": (["bench", "gaussian", "dims=0"], "@ sbcore bench gaussian dims"),
+        "bench method": (["bench", "gaussian", "method=imf,xyz"], "xyz"),
+        "bench n=-1": (["bench", "gaussian", "n=-1"], "@ sbcore bench gaussian n"),
+    }
+
+
+CASES = list(_options_cases(Path("R"), Path("T")))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_option_is_refused_before_anything_is_written(run_dir, tmp_path, case):
+    args, fragment = _options_cases(run_dir, tmp_path)[case]
+    before, outside = snapshot(run_dir), sorted(p.name for p in tmp_path.iterdir())
+    cli_failure(args, 2, fragment)
+    assert snapshot(run_dir) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == outside
+
+
+def test_sample_with_nan_inputs_is_refused(run_dir, tmp_path):
+    np.save(tmp_path / "x.npy", np.array([[0.0, np.nan], [1.0, 2.0]], np.float32))
+    before = snapshot(run_dir)
+    cli_failure(["sample", f"run={run_dir}", f"input={tmp_path / 'x.npy'}", f"out={tmp_path / 'o.npz'}"], 2,
+                "NaN or infinite values (1 of 4)")
+    assert snapshot(run_dir) == before and not (tmp_path / "o.npz").exists()
+
+
+def test_sample_and_eval_on_weights_that_do_not_fit(run_dir, tmp_path):
+    raw = yaml.safe_load((run_dir / "config.yaml").read_text())
+    raw["network"]["hidden"] = 32
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(raw))
+    before = snapshot(run_dir)
+    cli_failure(["sample", f"run={run_dir}", "n=4", f"out={tmp_path / 's.npz'}"], 1, "step_00000004.safetensors",
+                "do not fit")
+    cli_failure(["eval", f"run={run_dir}", "n=4"], 1, "do not fit")
+    assert snapshot(run_dir) == before
+
+
+class _Resolution:
+    """A method's sample option with a validator, as sb-dbfs declares resolution."""
+
+    __name__ = "resolution_option"
+
+    @hookimpl
+    def sbcore_sample_options(self, run):
+        return {"resolution": (int, "grid size", positive)}
+
+
+def test_plugin_sample_option_is_validated(run_dir, monkeypatch):
+    loaded = create_plugins(extra=[_Resolution()])
+    monkeypatch.setattr(cli, "get_plugins", lambda: loaded)
+    monkeypatch.setattr(sample, "get_plugins", lambda: loaded)
+    before = snapshot(run_dir)
+    for bad in ("resolution=0", "resolution=-3", "resolution=abc"):
+        cli_failure(["sample", f"run={run_dir}", "n=2", bad], 2, "@ sbcore sample resolution")
+    assert snapshot(run_dir) == before
+
+
+def test_dbfs_resolution_zero_is_refused():
+    pytest.importorskip("sb_dbfs")
+    from sb_dbfs.plugin import sbcore_sample_options
+
+    from sbcore.options import parse_options, with_extra
+    from sbcore.sample import SampleOptions
+
+    class Run:
+        class config:
+            plugin = "dbfs"
+
+    extra = sbcore_sample_options(Run)
+    schema = with_extra(SampleOptions, extra)
+    with pytest.raises(ValueError, match="expected a number > 0, got 0 @ sbcore sample resolution"):
+        parse_options("sbcore sample", schema, ["run=.", "resolution=0"])
+
+
+def test_good_options_still_work(run_dir, tmp_path):
+    code, out, err = run_cli(["sample", f"run={run_dir}", "n=3", "steps=2", f"out={tmp_path / 's.npz'}"])
+    assert code == 0, err
+    assert np.load(tmp_path / "s.npz")["x1"].shape == (3, 2)
