@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from sbcore.data.image_folder import ImageFolderSource
+from sbcore.errors import DataError
 
 
 @pytest.fixture
@@ -71,5 +72,5 @@ def test_missing_and_empty_folders(tmp_path):
         ImageFolderSource(root=str(tmp_path / "empty"))
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "x.png").write_bytes(b"not a png")
-    with pytest.raises(ValueError, match=r"x\.png: not a readable image"):
+    with pytest.raises(DataError, match=r"x\.png: not a readable image"):
         ImageFolderSource(root=str(tmp_path / "broken"))

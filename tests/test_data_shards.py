@@ -193,7 +193,8 @@ def test_cli_write(tmp_path, capsys):
     assert "size: expected 28" in capsys.readouterr().err
     assert main(["shards", "write", "data.source=mnist", "maxcount=ten"]) == 2
     err = capsys.readouterr().err
-    assert "required option missing: out=..." in err and "expected an integer, got 'ten' @ sbcore shards write maxcount" in err
+    assert "required option missing: out=..." in err
+    assert "expected an integer, got 'ten' @ sbcore shards write maxcount" in err
 
 
 def _image_run(tmp_path, x0: dict) -> dict:
