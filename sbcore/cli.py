@@ -20,7 +20,15 @@ import attrs
 import yaml
 
 from sbcore import __version__
-from sbcore.config import ConfigError, merge, parse_overrides, read_yaml_file, shorten, structure_config
+from sbcore.config import (
+    ConfigError,
+    merge,
+    parse_overrides,
+    read_yaml_file,
+    shorten,
+    structure_config,
+    yaml_problem,
+)
 from sbcore.env import flag
 from sbcore.errors import SbcoreError
 from sbcore.example_configs import ExamplesOptions, default_config
@@ -238,6 +246,8 @@ def _expected(exc: BaseException) -> tuple[int, str] | None:
         return exc.exit_code, str(exc)
     if isinstance(exc, (ConfigError, UnknownComponentError)):
         return 2, str(exc)
+    if isinstance(exc, yaml.YAMLError):  # YAML the user gave (an option, a file) that no caller named
+        return 2, f"not valid YAML: {yaml_problem(exc)}"
     if isinstance(exc, OSError) and exc.filename is not None:
         user = isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError,
                                 FileExistsError))

@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import attrs
+import yaml
 
-from sbcore.config import ConfigError, load_yaml, set_override
+from sbcore.config import ConfigError, load_yaml, set_override, yaml_problem
 
 T = TypeVar("T")
 
@@ -240,8 +241,9 @@ def parse_options(command: str, schema: type[T], items: list[str]) -> T:
         raise OptionError(command, errors + [f"usage: {usage(command, schema)}"])
     try:
         return schema(**values)
-    except (TypeError, ValueError) as exc:  # a check across options (__attrs_post_init__)
-        raise OptionError(command, [f"{exc} @ {command}", f"usage: {usage(command, schema)}"]) from None
+    except (TypeError, ValueError, yaml.YAMLError) as exc:  # a check across options (__attrs_post_init__)
+        problem = yaml_problem(exc) if isinstance(exc, yaml.YAMLError) else exc
+        raise OptionError(command, [f"{problem} @ {command}", f"usage: {usage(command, schema)}"]) from None
 
 
 class OptionError(ConfigError):

@@ -84,11 +84,22 @@ def test_resume_with_a_damaged_training_state_is_refused_before_writing(finished
     assert snapshot(finished) == before
 
 
-def test_resume_through_submitit_local_checks_before_writing(finished, cfg):
-    pytest.importorskip("submitit")
+@pytest.mark.parametrize("kind", ["torchrun", "submitit-local"])
+def test_resume_through_a_launcher_checks_before_writing(finished, cfg, kind):
+    if kind == "submitit-local":
+        pytest.importorskip("submitit")
     before = snapshot(finished)
-    cli_failure(["run", str(cfg), "resume=force", "network.hidden=32", "launcher.kind=submitit-local"], 1,
-                "do not fit")
+    cli_failure(["run", str(cfg), "resume=force", "network.hidden=32", f"launcher.kind={kind}"], 1, "do not fit")
+    assert snapshot(finished) == before
+
+
+@pytest.mark.parametrize("args", [["export", "out=/nonexistent-dir/m.csv"], ["export", "format=xml"],
+                                  ["report", "colour=red"], ["eval", "metrics=[nope"], ["sample", "n=0"],
+                                  ["status", "run2=x"]])
+def test_refused_commands_on_a_run_folder_change_nothing(finished, args):
+    before = snapshot(finished)
+    code, _, err = run_cli([args[0], f"run={finished}", *args[1:]])
+    assert code == 2 and "Traceback" not in err, err
     assert snapshot(finished) == before
 
 
