@@ -60,6 +60,9 @@ class Registry:
 
     def get(self, kind: str, name: str) -> Any:
         items = self._items.get(kind, {})
+        if not isinstance(name, str):  # a list or mapping from YAML where a name belongs
+            raise UnknownComponentError(f"{kind}: expected a name ({', '.join(sorted(items))}), "
+                                        f"got {type(name).__name__} {str(name)[:80]!r}")
         if name not in items:
             raise UnknownComponentError(unknown_name_message(kind, name, items))
         return items[name]

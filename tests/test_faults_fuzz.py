@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from sbcore.cli import build_parser, main  # noqa: E402
@@ -37,7 +37,8 @@ from sbcore.testing import run_cli  # noqa: E402
 EXAMPLES = int(os.environ.get("SBCORE_FUZZ_EXAMPLES", "4"))
 LONG = "SBCORE_FUZZ_EXAMPLES" in os.environ
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=not LONG, database=None,
-                suppress_health_check=list(HealthCheck), print_blob=True)
+                suppress_health_check=list(HealthCheck), print_blob=True,
+                phases=[Phase.explicit, Phase.generate] if LONG else list(Phase))  # no slow shrinking when long
 
 TINY = {
     "plugin": "bm", "name": "tiny", "seed": 0,
