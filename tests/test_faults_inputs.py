@@ -107,6 +107,8 @@ def test_long_values_are_cut_in_messages(cfg, tmp_path):
     ("launcher.neptune=x", "unknown key 'neptune'"),
     ("log.neptune=[a]", "expected a mapping of NeptuneLogConfig keys"),
     ("data=[1]", "@ config.data"),
+    ("network.kind=[1]", "network: expected a name"),
+    ("sampler={kind: {a: 1}}", "sampler: expected a name"),
 ])
 def test_config_value_of_wrong_range_or_shape(cfg, tmp_path, override, fragment):
     err = _refused(cfg, tmp_path, [override], fragment)
@@ -271,3 +273,7 @@ def test_unreadable_image_is_a_data_error(tmp_path):
 
 def test_config_error_lines_are_short():
     assert len(str(ConfigError(["x" * 10_000]))) < 500
+
+
+def test_a_list_where_a_name_belongs(tmp_path):
+    cli_failure(["config", "plugin=[1, 2]"], 2, "method: expected a name")

@@ -8,19 +8,8 @@ from pathlib import Path
 
 import attrs
 
-from sbcore.config import ConfigError
 from sbcore.hookspecs import hookimpl
 from sbcore.options import existing_dir, option, parse_options
-
-
-def _options(items: list[str], allowed: set[str], usage: str) -> dict[str, str]:
-    opts = dict(a.split("=", 1) for a in items if "=" in a)
-    unknown = set(opts) - allowed
-    if unknown or "run" not in opts or any("=" not in a for a in items):
-        raise ConfigError([f"usage: {usage}; unknown: {sorted(unknown)}" if unknown else f"usage: {usage}"])
-    if not Path(opts["run"]).is_dir():
-        raise ConfigError([f"run folder not found: {opts['run']}"])
-    return opts
 
 
 def status_lines(run_dir: Path) -> list[str]:
