@@ -73,6 +73,7 @@ OPTIONS = {
                "count", "progress"],
     "translate": ["source", "target", "input", "key", "n", "steps", "sampler", "cycle", "seed", "device", "out"],
     "bench": ["plugin", "method", "dims", "seeds", "budgets", "n", "a", "out", "jobs", "config"],
+    "import-weights": ["file", "out", "preset", "kind", "network", "network.hidden", "network.kind"],
 }
 PREFIX = {"shards": ["shards", "write"], "bench": ["bench", "gaussian"]}
 GENERIC = ["run", "n", "out", "input", "steps", "seed", "source", "target"]
@@ -163,7 +164,8 @@ def _case(draw, command: str):
 
 #: the paths values may name, relative to the case's scratch root (filled in per case).
 _PATHS = {"run": "@RUN", "out": "@OUT", "file": "@RUN/config.yaml", "ckpt": "@RUN/checkpoints", "missing": "@MISSING",
-          "npz": "@OUT/samples.npz", "csv": "@OUT/m.csv", "yaml": "@ROOT/tiny.yaml", "outside": "@ROOT/elsewhere"}
+          "npz": "@OUT/samples.npz", "csv": "@OUT/m.csv", "yaml": "@ROOT/tiny.yaml", "outside": "@ROOT/elsewhere",
+          "weights": "@RUN/checkpoints/step_00000002.safetensors", "new_weights": "@OUT/w.safetensors"}
 
 
 def _damage(run_dir: Path, what: str, how: str) -> None:
