@@ -93,12 +93,12 @@ def test_resume_through_a_launcher_checks_before_writing(finished, cfg, kind):
     assert snapshot(finished) == before
 
 
-@pytest.mark.parametrize("args", [["export", "out=/nonexistent-dir/m.csv"], ["export", "format=xml"],
+@pytest.mark.parametrize("args", [["export", "out={run}/config.yaml/m.csv"], ["export", "format=xml"],
                                   ["report", "colour=red"], ["eval", "metrics=[nope"], ["sample", "n=0"],
                                   ["status", "run2=x"]])
 def test_refused_commands_on_a_run_folder_change_nothing(finished, args):
     before = snapshot(finished)
-    code, _, err = run_cli([args[0], f"run={finished}", *args[1:]])
+    code, _, err = run_cli([args[0], f"run={finished}", *(a.format(run=finished) for a in args[1:])])
     assert code == 2 and "Traceback" not in err, err
     assert snapshot(finished) == before
 

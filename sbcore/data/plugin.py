@@ -16,6 +16,7 @@ from sbcore.data.latent import DiffusersVAE
 from sbcore.data.memory import ShapeOnly, describe
 from sbcore.data.shards import ShardSource, index_path, write_shards
 from sbcore.data.toy2d import Toy2D
+from sbcore.errors import UserError
 from sbcore.hookspecs import hookimpl
 from sbcore.options import option, parse_options, positive
 from sbcore.registry import Registry
@@ -64,10 +65,19 @@ def cmd_data(args: argparse.Namespace) -> int:
     return fetch_command(args.dataset, args.items)
 
 
+def _pattern(_: Any, attribute: Any, value: str) -> None:
+    try:
+        ok = value % 0 != value % 1
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"expected a printf pattern with a shard number such as shards/mnist-%06d.tar, got {value!r}")
+
+
 @attrs.frozen(kw_only=True)
 class ShardsWriteOptions:
     data: dict[str, Any] = option(help="the data source: data.source=NAME and its data.KEY=VALUE parameters")
-    out: str = option(help="printf pattern of the shard files, e.g. shards/mnist-%06d.tar")
+    out: str = option(help="printf pattern of the shard files, e.g. shards/mnist-%06d.tar", validator=_pattern)
     maxcount: int = option(10_000, help="samples per shard", validator=positive)
     block: int = option(256, help="samples per stored block", validator=positive)
     format: Literal["npy", "png"] = option("npy", help="how samples are stored")
@@ -101,7 +111,10 @@ def cmd_shards(args: argparse.Namespace) -> int:
 
     source, options = parse_write_args(args.items, get_plugins().registry)
     print(f"source {describe(source)}")
-    index = write_shards(source, **options)
+    try:
+        index = write_shards(source, **options)
+    except ValueError as exc:  # what the options and the source allow together (count, png needs images)
+        raise UserError(f"sbcore shards write: {exc}") from None
     print(f"wrote {index['count']} samples in {len(index['shards'])} shard(s): {index['urls']}")
     print(f"index: {index_path(options['pattern'])}")
     print(f"train from them with: data.x0: {{source: shards, urls: \"{index['urls']}\"}}")
