@@ -276,4 +276,4 @@ def test_config_error_lines_are_short():
 
 
 def test_a_list_where_a_name_belongs(tmp_path):
-    cli_failure(["config", "plugin=[1, 2]"], 2, "method: expected a name")
+    cli_failure(["config", "plugin=[1, 2]"], 2, "[1, 2]")
