@@ -9,7 +9,7 @@ import pytest
 import scipy.ndimage
 import torch
 
-from sbcore.metrics.image import MSD, PSNR, mean_squared_distance, psnr, ssim
+from sbcore.metrics.image import MSD, PSNR, SSIM, mean_squared_distance, psnr, ssim
 
 
 def gen(seed: int) -> torch.Generator:
@@ -83,3 +83,11 @@ def test_psnr_metric_scores_outputs_clipped_to_the_image_range():
     g = torch.Generator()
     assert PSNR()(over, target, g) == pytest.approx(10 * math.log10(4.0))
     assert PSNR(clip=False)(over, target, g) == pytest.approx(10 * math.log10(4 / 9))
+
+
+def test_ssim_metric_equals_ssim_on_unit_pixels():
+    """The metric on [-1, 1] images gives SSIM of the same images on [0, 1] (data range 1)."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(3, 1, 16, 16, generator=g) * 2 - 1
+    b = (a + 0.3 * torch.randn(3, 1, 16, 16, generator=g)).clamp(-1, 1)
+    assert SSIM()(a, b, g) == pytest.approx(ssim((a + 1) / 2, (b + 1) / 2, data_range=1.0), rel=1e-9)

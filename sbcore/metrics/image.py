@@ -108,7 +108,9 @@ class PSNR(_AgainstReference):
 
 
 class SSIM(_AgainstReference):
-    """SSIM of each output against its true partner (paired data) or its input (`against: source`)."""
+    """SSIM of each output against its true partner (paired data) or its input (`against: source`), on
+    pixels shifted from [-1, 1] to [0, 2]: SSIM's luminance term is scale- but not shift-invariant, and the
+    papers compute it on non-negative intensities, so this equals SSIM on [0, 1] with data range 1."""
 
     def __call__(self, generated: Tensor, reference: Tensor, generator: torch.Generator) -> float:
-        return ssim(self.image(generated), reference, self.data_range)
+        return ssim(self.image(generated) + 1, reference + 1, self.data_range)
