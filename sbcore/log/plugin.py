@@ -43,8 +43,28 @@ def sbcore_step_end(run: Any, step: int, metrics: dict[str, float]) -> None:
     _append(run, {"step": step, **metrics})
     evals = {k[5:]: v for k, v in metrics.items() if k.startswith("eval/")}
     if evals:
-        shown = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in evals.items())
-        run.echo(f"[eval @ step {step}] {shown}")
+        run.echo("\n".join(eval_lines(step, evals)))
+
+
+def eval_lines(step: int, evals: dict[str, Any]) -> list[str]:
+    """An evaluation as a short table: one row per metric, one column per direction (others on a line)."""
+    directions = [d for d in ("forward", "backward") if any(k.startswith(f"{d}/") for k in evals)]
+    rows: dict[str, dict[str, str]] = {}
+    other: list[str] = []
+    for key, value in evals.items():
+        shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+        head, _, name = key.partition("/")
+        if head in directions and name:
+            rows.setdefault(name, {})[head] = shown
+        else:
+            other.append(f"{key}={shown}")
+    lines = [f"[eval @ step {step}]" + (f" {'  '.join(other)}" if other else "")]
+    if rows:
+        width = max(len(name) for name in rows)
+        lines.append("  " + " " * width + "".join(f"  {d:>10}" for d in directions))
+        lines += ["  " + name.ljust(width) + "".join(f"  {r.get(d, '-'):>10}" for d in directions)
+                  for name, r in rows.items()]
+    return lines
 
 
 @hookimpl
