@@ -21,11 +21,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sbcore.config import merge, read_yaml_file, structure_config
+from sbcore.config import ConfigError, merge, read_yaml_file, structure_config
 from sbcore.data.arrays import SUFFIXES, read_arrays
 from sbcore.data.image_folder import fit, list_images, read_image
 from sbcore.data.pipes import check_run_pipes
-from sbcore.errors import DataError, RunFolderError, UserError
+from sbcore.errors import DataError, RunFolderError, SbcoreError, UserError
 from sbcore.io import checkpoint as ckpt
 from sbcore.io import plots
 from sbcore.io.files import atomic_write
@@ -146,7 +146,13 @@ def load_trainer(run_dir: Path, device: str = "auto", sampler: dict[str, Any] | 
         raise RunFolderError(f"{run_dir / 'checkpoints'}: no checkpoint; the run has not saved one yet")
     run = Run(config=config, dir=run_dir, plugins=plugins, device=choose_device(device))
     trainer = plugins.registry.get("method", config.plugin)(run)
-    trainer.setup()
+    try:
+        trainer.setup()
+    except (ValueError, OSError) as exc:  # what components raise for bad parameters (a sampler override)
+        if isinstance(exc, (SbcoreError, ConfigError)):
+            raise
+        raise UserError(f"cannot rebuild the run: {exc}") from None
+    trainer.check_components()
     path = found[-1]
     try:
         tensors, meta = ckpt.load_weights(path)

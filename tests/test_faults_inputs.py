@@ -108,6 +108,7 @@ def test_long_values_are_cut_in_messages(cfg, tmp_path):
     ("log.neptune=[a]", "expected a mapping of NeptuneLogConfig keys"),
     ("data=[1]", "@ config.data"),
     ("network.kind=[1]", "network: expected a name"),
+    ("sampler.kind=ddim", "needs a deterministic path (c(t) = 0)"),
     ("sampler={kind: {a: 1}}", "sampler: expected a name"),
 ])
 def test_config_value_of_wrong_range_or_shape(cfg, tmp_path, override, fragment):

@@ -34,8 +34,9 @@ PAIRED_DEFAULTS = ("psnr", "ssim")
 def parse_metric_list(text: str) -> list[Any]:
     """``"w2,mmd"`` or a YAML list such as ``"[w2, {kind: mmd, scales: [1.0]}]"`` -> specs."""
     value = load_yaml(text) if text.strip().startswith("[") else [s.strip() for s in text.split(",") if s.strip()]
-    if not isinstance(value, list) or not value:
-        raise ConfigError([f"metrics: expected names separated by commas or a YAML list, got {text!r}"])
+    if not isinstance(value, list) or not value or not all(isinstance(v, (str, dict)) for v in value):
+        raise ConfigError([f"metrics: expected names separated by commas or a YAML list of names and "
+                           f"{{kind: NAME, ...}} mappings, got {text!r}"])
     return value
 
 

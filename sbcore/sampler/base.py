@@ -125,6 +125,10 @@ class Sampler(ABC):
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
         return f"{type(self).__name__}({args})"
 
+    def check_process(self, process: ReferenceProcess) -> None:  # noqa: B027 - most samplers take any process
+        """Raise ValueError or TypeError when this sampler cannot integrate `process`; called at set-up, so
+        a mismatch is a config error before any run folder or sampling, never a mid-run crash."""
+
     def time_grid(self, process: ReferenceProcess, direction: Direction, steps: int | None = None,
                   **like: Any) -> Tensor:
         """The times this sampler visits in `direction`, `steps` (default: its own) intervals; a respaced

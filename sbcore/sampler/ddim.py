@@ -96,6 +96,12 @@ class DeterministicPathSampler(FixedGridSampler):
         estimate = model(x, t0)
         return self.ends(estimate)[1], estimate
 
+    def check_process(self, process) -> None:
+        c = process.coefficients(self.time_grid(process, "forward"))[2]
+        if (c != 0).any():
+            raise ValueError(f"sampler {type(self).__name__} needs a deterministic path (c(t) = 0); "
+                             f"{process!r} has c(t) up to {float(c.abs().max()):.3g}")
+
     def sample(self, model, x_start, grid, *, callback=None, return_path=False, record=False) -> Trajectory:
         c = model.process.coefficients(grid.to(x_start))[2]
         if (c != 0).any():

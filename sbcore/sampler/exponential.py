@@ -29,6 +29,11 @@ class ExactBridgeStep(Protocol):
 class ExponentialIntegrator(FixedGridSampler):
     """x_{t1} ~ Q(x_{t1} | x_{t0}, end = predicted end): one network evaluation per step."""
 
+    def check_process(self, process) -> None:
+        if not isinstance(process, ExactBridgeStep):
+            raise TypeError(f"sampler exponential needs a process with an exact bridge transition (bridge_step), "
+                            f"got {type(process).__name__}; use euler_maruyama")
+
     def step(self, model, x, t0, t1, dt, last):
         process = model.process
         if not isinstance(process, ExactBridgeStep):

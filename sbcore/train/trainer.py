@@ -55,7 +55,7 @@ from sbcore.log.plugin import truncate_metrics
 from sbcore.network.base import Network
 from sbcore.process.base import Direction, ReferenceProcess
 from sbcore.run import Run
-from sbcore.sampler.base import Callback, Trajectory
+from sbcore.sampler.base import Callback, Sampler, Trajectory
 from sbcore.seeding import derive_seeds
 from sbcore.train.ema import EMA
 from sbcore.train.init_from import init_networks
@@ -334,6 +334,22 @@ class Trainer(ABC):
 
     # ---- the loop ----------------------------------------------------------------------------
 
+    def check_components(self) -> None:
+        """The process fits the data's shape and the sampler fits the process: config errors at set-up
+        (`prepare`, and `sbcore sample`/`eval` with their sampler overrides), never mid-run crashes."""
+        process, shape = getattr(self, "process", None), getattr(self, "shape", None)
+        if not isinstance(process, ReferenceProcess):
+            return
+        sampler = getattr(self, "sampler", None)
+        checks = [(lambda: process.check_data_shape(tuple(shape)), "config.process")] if shape is not None else []
+        if isinstance(sampler, Sampler):
+            checks.append((lambda: sampler.check_process(process), "config.sampler"))
+        for check, where in checks:
+            try:
+                check()
+            except (ValueError, TypeError) as exc:
+                raise ConfigError([f"{exc} @ {where}"]) from None
+
     def prepare(self) -> None:
         """Seed, build (`setup`) and check that every network is registered, once.
 
@@ -346,12 +362,7 @@ class Trainer(ABC):
         if self.run.config.data.latent is not None and getattr(self, "latent", None) is None:
             raise UserError(f"data.latent: method {self.run.config.plugin!r} does not build its data through "
                             "Trainer.open_source, so it cannot train in latent space")
-        process, shape = getattr(self, "process", None), getattr(self, "shape", None)
-        if isinstance(process, ReferenceProcess) and shape is not None:
-            try:
-                process.check_data_shape(tuple(shape))
-            except ValueError as exc:
-                raise ConfigError([f"{exc} @ config.process"]) from None
+        self.check_components()
         for net in self.networks.values():
             _registered_name(self.run, type(net))
         if self.cfg.init_from is not None:
