@@ -159,3 +159,11 @@ def test_good_options_still_work(run_dir, tmp_path):
     code, out, err = run_cli(["sample", f"run={run_dir}", "n=3", "steps=2", f"out={tmp_path / 's.npz'}"])
     assert code == 0, err
     assert np.load(tmp_path / "s.npz")["x1"].shape == (3, 2)
+
+
+@pytest.mark.parametrize("text", ["", "garbage", "[1, 2]", '{"world_size": 1'])
+def test_eval_with_a_torn_batch_plan(run_dir, text):
+    (run_dir / "distributed.json").write_text(text)
+    with pytest.warns(UserWarning, match="distributed.json: not a JSON object"):
+        code, out, err = run_cli(["eval", f"run={run_dir}", "n=4"])
+    assert code == 0 and "Traceback" not in err, err

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,21 @@ def write_plan(plan: BatchPlan, run_dir: Path) -> Path:
     path = run_dir / "distributed.json"
     path.write_text(json.dumps(plan.record(), indent=1) + "\n")
     return path
+
+
+def read_plan(run_dir: Path) -> dict:
+    """The recorded plan of `write_plan` ({} when absent; a torn or edited file is skipped with a warning)."""
+    path = Path(run_dir) / "distributed.json"
+    if not path.is_file():
+        return {}
+    try:
+        plan = json.loads(path.read_text(errors="replace"))
+    except ValueError:
+        plan = None
+    if not isinstance(plan, dict):
+        warnings.warn(f"{path}: not a JSON object (torn or edited); the batch plan is left out", stacklevel=2)
+        return {}
+    return plan
 
 
 def micro_seeds(seed: int, step: int, index: int) -> tuple[int, int]:

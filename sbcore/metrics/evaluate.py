@@ -19,6 +19,7 @@ from torch import Tensor
 from sbcore import __version__
 from sbcore.config import ConfigError, error_lines, load_yaml, make_converter, schema_for
 from sbcore.io.plots import atomic_write
+from sbcore.launch.distributed import read_plan
 from sbcore.metrics.base import Metric, MetricUnavailable
 from sbcore.metrics.eval_data import Split
 from sbcore.metrics.gaussian_plan import gaussian_defaults
@@ -177,8 +178,7 @@ def evaluate_trainer(
     values, skipped = evaluate_samples(trainer.run, translations, build_metrics(specs, trainer.run.registry),
                                        metric_generator(seed))
     nfe = {direction: tr.nfe for direction, tr in translations.items()}
-    plan_file = run_dir / "distributed.json"  # the launcher's record of world size and global batch
-    plan = json.loads(plan_file.read_text()) if plan_file.is_file() else {}
+    plan = read_plan(run_dir)  # the launcher's record of world size and global batch
     used_sampler = {"kind": config.sampler.kind, **config.sampler.params}
     if steps is not None:
         used_sampler["steps"] = steps
