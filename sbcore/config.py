@@ -618,10 +618,12 @@ def read_yaml_file(path: str | Path) -> dict[str, Any]:
     path = Path("<stdin>") if stdin else Path(path)
     if not stdin and not path.is_file():
         raise ConfigError([f"config file not found: {path}"])
-    if path.stat().st_size > MAX_YAML_BYTES:
-        raise ConfigError([f"{path}: {path.stat().st_size} bytes; a config file has at most {MAX_YAML_BYTES}"])
+    size = None if stdin else path.stat().st_size
+    text = sys.stdin.read(MAX_YAML_BYTES + 1) if stdin else None
+    if (size if size is not None else len(text)) > MAX_YAML_BYTES:
+        raise ConfigError([f"{path}: more than {MAX_YAML_BYTES} bytes; a config file has at most {MAX_YAML_BYTES}"])
     try:
-        raw = load_yaml(sys.stdin.read() if stdin else path.read_text(encoding="utf-8"))
+        raw = load_yaml(text if stdin else path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError([f"{path}: not valid YAML: {yaml_problem(exc)}"]) from None
     except UnicodeDecodeError as exc:

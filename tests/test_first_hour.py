@@ -54,7 +54,8 @@ def test_the_shell_pipe_runs(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     command = (f"{sys.executable} -m sbcore config plugin=bm | {sys.executable} -m sbcore run - "
                + " ".join([f"out={tmp_path}", "name=piped", *FAST, *FEW_STEPS["bm"]]))
-    subprocess.run(command, shell=True, check=True, env=env, cwd=tmp_path, capture_output=True, text=True)
+    result = subprocess.run(command, shell=True, env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
     assert (tmp_path / "piped" / "config.yaml").is_file()
 
 
