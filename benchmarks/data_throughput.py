@@ -24,12 +24,12 @@ from pathlib import Path
 
 import torch
 
-from sbcore.train.bridge_matching import bridge_matching_loss
 from sbcore.data.images import MNIST
 from sbcore.data.memory import decode_affine
 from sbcore.data.shards import ShardSource, write_shards
 from sbcore.network.unet import UNet
 from sbcore.process.brownian import BrownianBridge
+from sbcore.train.bridge_matching import bridge_matching_loss
 
 BATCH = 128
 
