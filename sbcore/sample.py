@@ -11,8 +11,10 @@ start (``data.json``), so translating inputs needs only the run folder; an older
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -99,6 +101,19 @@ def sampler_overrides(saved: dict[str, Any], given: dict[str, Any]) -> dict[str,
     if "kind" in given and given["kind"] != saved.get("kind"):
         return dict(given)
     return {**saved, **given}
+
+
+@contextlib.contextmanager
+def chosen_sampler(given: dict[str, Any] | None) -> Iterator[None]:
+    """A sampler chosen on the command line (``sampler.*``) that cannot integrate this run's process or
+    prediction is the user's choice to fix, named in one line, not a crash of the sampler's code."""
+    try:
+        yield
+    except (ValueError, TypeError, KeyError, NotImplementedError, RuntimeError) as exc:
+        if not given or isinstance(exc, (SbcoreError, ConfigError)):
+            raise
+        kind = given.get("kind", "the run's sampler with " + ", ".join(f"{k}={v}" for k, v in given.items()))
+        raise UserError(f"sampler.kind={kind} cannot sample this run: {str(exc).splitlines()[0]}") from exc
 
 
 def run_config(run_dir: Path, sampler: dict[str, Any] | None = None, eval_section: dict[str, Any] | None = None,
@@ -242,7 +257,8 @@ def sample_command(items: list[str]) -> int:
     """Run ``sbcore sample`` on its ``key=value`` items (`SampleOptions`, checked before anything is read)."""
     known, rest = split_known(items, SampleOptions)
     opts = parse_options(COMMAND, SampleOptions, known)
-    trainer, _ = load_trainer(opts.run, opts.device, opts.sampler, opts.eval, stand_in=opts.input is not None)
+    with chosen_sampler(opts.sampler):
+        trainer, _ = load_trainer(opts.run, opts.device, opts.sampler, opts.eval, stand_in=opts.input is not None)
     extra: dict[str, tuple[type, str]] = {}
     for _, found in call_each(trainer.run.plugins, "sbcore_sample_options", check=check_extra, run=trainer.run):
         extra.update(found)
@@ -267,8 +283,9 @@ def sample_command(items: list[str]) -> int:
             inputs = trainer.draw(start, used.total if n == "all" else n, torch.Generator().manual_seed(data_seed))
         split = used.split
     torch.manual_seed(torch_seed)
-    traj = sample_in_chunks(trainer, direction, inputs, steps=opts.steps, return_path=opts.path, output=output,
-                            **options)
+    with chosen_sampler(opts.sampler):
+        traj = sample_in_chunks(trainer, direction, inputs, steps=opts.steps, return_path=opts.path, output=output,
+                                **options)
     if trainer.latent_codec() is not None:  # a latent bridge: inputs and outputs saved as pixels, a path as codes
         inputs, traj = pixels(trainer, inputs), attrs.evolve(traj, x=pixels(trainer, traj.x))
     out = opts.out or opts.run / f"samples_{direction}.npz"

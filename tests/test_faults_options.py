@@ -167,3 +167,23 @@ def test_eval_with_a_torn_batch_plan(run_dir, text):
     with pytest.warns(UserWarning, match="distributed.json: not a JSON object"):
         code, out, err = run_cli(["eval", f"run={run_dir}", "n=4"])
     assert code == 0 and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("kind", ["i2sb", "sdsb_chain"])
+def test_a_sampler_that_cannot_sample_the_run_is_refused_in_one_line(run_dir, kind, capsys):
+    """A sampler chosen at evaluation time that does not fit the run's process or prediction: exit 2, one line."""
+    before = snapshot(run_dir)
+    for command in (["eval", f"run={run_dir}", "n=4"], ["sample", f"run={run_dir}", "n=4"]):
+        assert main([*command, f"sampler.kind={kind}"]) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and f"sampler.kind={kind} cannot sample this run" in err, err
+    assert snapshot(run_dir) == before
+
+
+@pytest.mark.parametrize("scale", ["nan", "inf", "-inf"])
+def test_a_guidance_scale_must_be_finite(scale):
+    from sbcore.errors import UserError
+    from sbcore.sampler.guidance import make_guidance
+
+    with pytest.raises(UserError, match="expected a finite number"):
+        make_guidance(3, {"scale": float(scale)}, registry=None)

@@ -148,11 +148,12 @@ def evaluate_run(
     """Sample every direction of a run with its EMA weights on its evaluation data of `split`, compute
     metrics, write ``eval.json``. `sampler` and `eval_section` override the run's sections
     (`sbcore.sample.run_config`)."""
-    from sbcore.sample import load_trainer
+    from sbcore.sample import chosen_sampler, load_trainer
 
     started = time.perf_counter()
-    trainer, meta = load_trainer(run_dir, device, sampler, eval_section)
-    record = evaluate_trainer(trainer, meta, n, metrics, seed, steps, chunk, split)
+    with chosen_sampler(sampler):
+        trainer, meta = load_trainer(run_dir, device, sampler, eval_section)
+        record = evaluate_trainer(trainer, meta, n, metrics, seed, steps, chunk, split)
     record["seconds"] = round(time.perf_counter() - started, 2)
     atomic_write(run_dir / "eval.json", lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2) + "\n"))
     return record

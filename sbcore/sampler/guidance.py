@@ -16,6 +16,7 @@ outputs eps, whatever the wrapped one predicts.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import attrs
@@ -139,6 +140,8 @@ def make_guidance(label: int | None, options: dict[str, Any] | None, registry: A
         scale = float(options.get("scale", 1.0))
     except (TypeError, ValueError):
         raise UserError(f"guidance.scale={options['scale']}: expected a number") from None
+    if not math.isfinite(scale) or isinstance(options.get("scale"), bool):
+        raise UserError(f"guidance.scale={options['scale']}: expected a finite number")
     classifier = None
     if options.get("classifier") is not None:
         path = Path(str(options["classifier"]))
