@@ -10,9 +10,10 @@ import pytest
 import torch
 from sb_ddib.method import DDIBConfig, EpsModel
 from sb_ddib.pretrained import is_diffusers_folder, load_diffusers_domain
-from sb_ddib.translate import translate_runs
+from sb_ddib.translate import TranslateOptions, translate_runs
 
 from sbcore.cli import main
+from sbcore.options import parse_options
 from sbcore.process import VPDiffusion, expand_t
 from sbcore.testing.diffusers import ddpm_folder
 
@@ -47,8 +48,9 @@ def test_zero_models_translate_exactly(tmp_path):
     b = ddpm_folder(tmp_path / "b", channels=1, size=8, seed=2, scale=0.0, num_train_timesteps=100)
     x = torch.randn(6, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     np.save(tmp_path / "x.npy", x.numpy())
-    record = translate_runs({"source": str(a), "target": str(b), "input": str(tmp_path / "x.npy"), "steps": "5",
-                             "device": "cpu", "out": str(tmp_path / "out")})
+    items = [f"source={a}", f"target={b}", f"input={tmp_path / 'x.npy'}", "steps=5", "device=cpu",
+             f"out={tmp_path / 'out'}"]
+    record = translate_runs(parse_options("sbcore translate", TranslateOptions, items))
     arrays = np.load(tmp_path / "out" / "translation.npz")
     assert np.allclose(arrays["target"], x.numpy(), rtol=0, atol=1e-4)
     assert record["cycle_l2"]["max"] < 1e-3
