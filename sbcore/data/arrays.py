@@ -8,7 +8,6 @@ tensors and plain containers only, so a data file cannot run code.
 
 from __future__ import annotations
 
-import pickle
 import zipfile
 from pathlib import Path
 
@@ -39,7 +38,7 @@ def read_arrays(path: Path) -> dict[str, Tensor]:
 
             return load_file(str(path))
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
+    except torch.serialization.pickle.UnpicklingError as exc:  # the restricted loader's refusal: nothing was loaded
         reason = next((line.strip() for line in str(exc).splitlines() if "Unsupported global" in line), "")
         raise ValueError(f"{path}: cannot be read as {suffix}: it holds objects other than tensors and plain "
                          f"containers, which torch.load(weights_only=True) refuses to unpickle. {reason}") from None
