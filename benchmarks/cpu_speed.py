@@ -7,7 +7,8 @@ on a batch of MNIST-sized images (1 x 28 x 28). The variants:
 * ``cl``         channels-last memory format (module and inputs);
 * ``bf16``       bf16 autocast around forward and loss (the CPU's AVX512-BF16 / AMX kernels, where present);
 * ``compile``    ``torch.compile`` of the module (inductor's C++ backend; compile time is reported apart);
-* ``cl+compile`` both.
+* ``cl+compile`` channels-last and compile;
+* ``cl+bf16``, ``bf16+compile``: bf16 autocast with either.
 
 The machine may be shared, so the variants are interleaved: each round times every variant for `steps`
 steps in turn, and the table reports each variant's median over the rounds, plus its ratio to the baseline
@@ -35,7 +36,7 @@ SIZES: dict[str, dict] = {
     "unet-16x2": {"channels": 16, "channel_mults": (1, 2), "groups": 4},
     "unet-32": {"channels": 32, "channel_mults": (1, 2, 2), "groups": 8},
 }
-VARIANTS = ("fp32", "cl", "bf16", "compile", "cl+compile")
+VARIANTS = ("fp32", "cl", "bf16", "compile", "cl+compile", "cl+bf16", "bf16+compile")
 
 
 def make_step(size: str, variant: str, batch: int, seed: int = 0) -> tuple[Callable[[], None], float]:
@@ -51,7 +52,7 @@ def make_step(size: str, variant: str, batch: int, seed: int = 0) -> tuple[Calla
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     target, t = torch.randn_like(x), torch.rand(batch)
-    dtype = torch.bfloat16 if variant == "bf16" else None
+    dtype = torch.bfloat16 if "bf16" in variant else None
 
     def step() -> None:
         with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):

@@ -26,6 +26,19 @@ def test_scores_of_the_identity_and_of_real_target_images():
     assert translated["msd"] == pytest.approx(float((letters - digits).square().mean()))
     assert 0 < translated["feature_floor"] < translated["feature_distance"] or translated["feature_distance"] < 50
     assert images.score(digits, digits, "letters", g)["domain_accuracy"] < 0.05
+    assert same["class_accuracy"] > 0.95 and translated["class_accuracy"] > 0.9  # real letters are A-E
+
+
+def test_class_accuracy_counts_only_the_recipe_classes():
+    """Held-out letters F-M are letters to the CNN's domain sum but not A-E: the strict column says so."""
+    raw, labels = images.load_domain("letters", "test")
+    later = raw[labels >= images.OFFSETS["letters"] + images.LETTER_CLASSES][:200]
+    g = torch.Generator().manual_seed(0)
+    digits = images.held_out("digits", "test", 200)
+    scores = images.score(digits, later, "letters", g)
+    assert scores["domain_accuracy"] > 0.9 and scores["class_accuracy"] < 0.1
+    assert images.target_classes("letters") == [10, 11, 12, 13, 14]
+    assert images.target_classes("digits") == list(range(10))
 
 
 def test_held_out_letters_are_a_to_e_and_padding_to_32():
@@ -39,10 +52,11 @@ def test_held_out_letters_are_a_to_e_and_padding_to_32():
 def test_row_formats_every_column():
     row = {"plugin": "dsbm", "seconds": 600.0, "steps": 8000}
     for d in ("forward", "backward"):
-        row.update({f"{d}/domain_accuracy": 0.95, f"{d}/feature_distance": 12.3, f"{d}/feature_floor": 1.5,
-                    f"{d}/msd": 0.4, f"{d}/msd_random": 0.6})
+        row.update({f"{d}/domain_accuracy": 0.95, f"{d}/class_accuracy": 0.9, f"{d}/feature_distance": 12.3,
+                    f"{d}/feature_floor": 1.5, f"{d}/msd": 0.4, f"{d}/msd_random": 0.6})
     header, rule, line = images.format_row(row).splitlines()
-    assert line == "| dsbm | 10.0 | 8000 | 0.950 | 0.950 | 12.3 (1.5) | 12.3 (1.5) | 0.4 (0.6) | 0.4 (0.6) |"
+    cells = "| dsbm | 10.0 | 8000 | 0.950 | 0.950 | 0.900 | 0.900 | 12.3 (1.5) | 12.3 (1.5) | 0.4 (0.6) | 0.4 (0.6) |"
+    assert line == cells
     assert header.count("|") == rule.count("|") == line.count("|")
 
 
@@ -53,7 +67,8 @@ def test_bench_images_trains_scores_and_writes_row_and_picture(tmp_path, capsys)
                  "set.sampler.steps=2", "set.train.checkpoint_every=0", "set.train.batch_size=8"]) == 0
     row = json.loads((out / "dsbm" / "bench_images.json").read_text())
     assert row["steps"] == 2 and row["forward/n"] == 8 and row["backward/n"] == 8
-    assert 0 <= row["forward/domain_accuracy"] <= 1 and row["forward/msd_random"] > 0
+    assert 0 <= row["forward/domain_accuracy"] <= 1 and 0 <= row["backward/class_accuracy"] <= 1
+    assert row["forward/msd_random"] > 0
     assert (out / "dsbm" / "bench_images.png").stat().st_size > 0
     assert "| dsbm |" in (out / "dsbm" / "bench_images.md").read_text() and "| dsbm |" in capsys.readouterr().out
     # train=false scores the same runs again without training

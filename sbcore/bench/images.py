@@ -2,11 +2,13 @@
 
 Inputs are the first `n` MNIST **test** digits (the order of the file, so every run sees the same digits)
 and the letters A-E of the digits CNN's held-out letter split (`sbcore.metrics.digits.load_domain`; the
-offline EMNIST file has no train split, so the bridge recipes may have seen these letters in training: say
-so when reporting). Every score is computed on the CNN's 28 x 28 view in [-1, 1] (`to_cnn_input`), so runs
-at 28 and 32 px compare:
+offline EMNIST file ships one split, of which the letters source's ``split: test`` is this held-out fifth,
+so the recipes, which train on ``split: train``, never see these letters). Every score is computed on the
+CNN's 28 x 28 view in [-1, 1] (`to_cnn_input`), so runs at 28 and 32 px compare:
 
 * domain_accuracy: fraction of outputs the digits CNN assigns to the target domain;
+* class_accuracy: the stricter fraction whose single most probable CNN class is one of the target's recipe
+  classes (letters A-E, digits 0-9), so a "1"-like stroke is no letter;
 * feature_distance: Fréchet distance of the CNN features of the outputs to the target's first REFERENCE
   held-out images (not Inception FID), beside its floor, the same distance from as many training images;
 * msd: mean over pixels and images of (output - input)^2, beside msd_random, the same for random
@@ -28,7 +30,14 @@ from sbcore.config import merge, read_yaml_file, structure_config
 from sbcore.errors import UserError
 from sbcore.io.files import atomic_write
 from sbcore.io.plots import before_after_grid
-from sbcore.metrics.digits import OFFSETS, domain_accuracy, feature_distance, load_domain, to_cnn_input
+from sbcore.metrics.digits import (
+    OFFSETS,
+    class_set_accuracy,
+    domain_accuracy,
+    feature_distance,
+    load_domain,
+    to_cnn_input,
+)
 from sbcore.options import option, parse_options, positive
 
 DOMAIN_OF_SIDE = {"x0": "digits", "x1": "letters"}
@@ -52,6 +61,12 @@ def to_run_shape(images: Tensor, shape: tuple[int, ...]) -> Tensor:
     return torch.nn.functional.pad(images, (pad, pad, pad, pad), value=-1.0) if pad > 0 else images
 
 
+def target_classes(domain: str) -> list[int]:
+    """The CNN's global class indices of a recipe side: digits 0-9, or letters A-E."""
+    count = LETTER_CLASSES if domain == "letters" else 10
+    return [OFFSETS[domain] + c for c in range(count)]
+
+
 def score(inputs: Tensor, outputs: Tensor, target: str, generator: torch.Generator) -> dict[str, float]:
     """Domain accuracy, feature distance (with its floor) and msd (with random pairs') of one direction."""
     x, y = to_cnn_input(inputs), to_cnn_input(outputs)
@@ -61,6 +76,7 @@ def score(inputs: Tensor, outputs: Tensor, target: str, generator: torch.Generat
     return {
         "n": float(len(x)),
         "domain_accuracy": domain_accuracy(y, target),
+        "class_accuracy": class_set_accuracy(y, target_classes(target)),
         "feature_distance": feature_distance(y, test),
         "feature_floor": feature_distance(floor_train, test),
         "msd": float((y - x).square().mean()),
@@ -83,6 +99,7 @@ COLUMNS = (
     ("plugin", "method"), ("minutes", "training wall time (min)"), ("steps", "steps"),
     ("forward/domain_accuracy", "digits -> letters domain acc."),
     ("backward/domain_accuracy", "letters -> digits domain acc."),
+    ("forward/class_accuracy", "top class in A-E"), ("backward/class_accuracy", "top class in 0-9"),
     ("forward/feature_distance", "feature dist. to letters (floor)"),
     ("backward/feature_distance", "feature dist. to digits (floor)"),
     ("forward/msd", "MSD digits -> letters (random pairs)"),
@@ -166,7 +183,7 @@ def format_row(row: dict[str, Any]) -> str:
             return f"{row['seconds'] / 60:.1f}"
         value = row[key]
         direction, metric = key.split("/")
-        if metric == "domain_accuracy":
+        if metric in ("domain_accuracy", "class_accuracy"):
             return f"{value:.3f}"
         other = row[f"{direction}/{'feature_floor' if metric == 'feature_distance' else 'msd_random'}"]
         return f"{value:.3g} ({other:.3g})"
