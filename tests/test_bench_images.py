@@ -66,7 +66,7 @@ def test_bench_images_trains_scores_and_writes_row_and_picture(tmp_path, capsys)
                  "set.train.eval_samples=8", "set.method.cache_size=8", "set.method.cache_chunk=8",
                  "set.sampler.steps=2", "set.train.checkpoint_every=0", "set.train.batch_size=8"]) == 0
     row = json.loads((out / "dsbm" / "bench_images.json").read_text())
-    assert row["steps"] == 2 and row["forward/n"] == 8 and row["backward/n"] == 8
+    assert row["steps"] == 3 and row["forward/n"] == 8 and row["backward/n"] == 8
     assert 0 <= row["forward/domain_accuracy"] <= 1 and 0 <= row["backward/class_accuracy"] <= 1
     assert row["forward/msd_random"] > 0
     assert (out / "dsbm" / "bench_images.png").stat().st_size > 0
