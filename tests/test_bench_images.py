@@ -89,3 +89,15 @@ def test_bench_refuses_unknown_suite_and_options(capsys):
 def test_bench_gaussian_is_still_a_suite(capsys):
     assert main(["bench", "gaussian", "plugin=dsbm", "colour=red"]) == 2
     assert "sbcore bench gaussian" in capsys.readouterr().err
+
+
+def test_a_recipe_may_put_the_letters_on_either_side():
+    """Row keys stay digits -> letters (forward) whatever side of the run the letters are on."""
+    digits, letters = {"source": "mnist"}, {"source": "emnist_letters"}
+    assert images.sampling_directions({"x0": digits, "x1": letters}) == ("forward", "backward")
+    assert images.sampling_directions({"x0": letters, "x1": digits}) == ("backward", "forward")
+
+
+def test_bench_guidance_is_for_ddib_only(capsys):
+    assert main(["bench", "images", "plugin=dsbm", "guidance.scale=2"]) == 2
+    assert "only ddib" in capsys.readouterr().err

@@ -22,30 +22,19 @@ from safetensors.torch import load_file
 from sbcore import cli, hookimpl
 from sbcore import plugins as plugins_module
 from sbcore.cli import main
-from sbcore.config import merge
 from sbcore.io import checkpoint as ckpt
 from sbcore.log.plugin import read_metrics, truncate_metrics
 from sbcore.network.mlp import MLP
 from sbcore.plugins import create_plugins
+from sbcore.testing import tiny_run_config, write_tiny_config
 
-TINY = {
-    "plugin": "bm", "name": "tiny", "seed": 0,
-    "data": {"x0": {"source": "gaussian", "dim": 2}, "x1": {"source": "toy2d", "name": "moons"}},
-    "process": {"kind": "brownian", "sigma": 1.0},
-    "network": {"kind": "mlp", "hidden": 16, "layers": 2},
-    "train": {"steps": 6, "batch_size": 16, "log_every": 2, "checkpoint_every": 2, "eval_samples": 16,
-              "progress": False, "threads": 1},
-    "sampler": {"kind": "euler_maruyama", "steps": 2},
-    "log": {"console": False},
-}
+TINY = tiny_run_config(process={"kind": "brownian", "sigma": 1.0}, train={"steps": 6, "checkpoint_every": 2})
 
 
 @pytest.fixture
 def cfg(tmp_path):
     """A tiny run's config file (out=tmp_path/runs)."""
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(merge(TINY, {"out": str(tmp_path / "runs")})))
-    return path
+    return write_tiny_config(tmp_path, **TINY)
 
 
 def snapshot(folder: Path) -> dict[str, bytes] | None:

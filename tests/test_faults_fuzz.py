@@ -23,16 +23,14 @@ import tempfile
 from pathlib import Path
 
 import pytest
-import yaml
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from sbcore.cli import build_parser, main  # noqa: E402
-from sbcore.config import merge  # noqa: E402
 from sbcore.plugins import get_plugins  # noqa: E402
-from sbcore.testing import run_cli  # noqa: E402
+from sbcore.testing import run_cli, tiny_run_config, write_tiny_config  # noqa: E402
 
 EXAMPLES = int(os.environ.get("SBCORE_FUZZ_EXAMPLES", "4"))
 LONG = "SBCORE_FUZZ_EXAMPLES" in os.environ
@@ -40,15 +38,8 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=not LONG, data
                 suppress_health_check=list(HealthCheck), print_blob=True,
                 phases=[Phase.explicit, Phase.generate] if LONG else list(Phase))  # no slow shrinking when long
 
-TINY = {
-    "plugin": "bm", "name": "tiny", "seed": 0,
-    "data": {"x0": {"source": "gaussian", "dim": 2}, "x1": {"source": "toy2d", "name": "moons"}},
-    "network": {"kind": "mlp", "hidden": 8, "layers": 1},
-    "train": {"steps": 2, "batch_size": 8, "log_every": 1, "checkpoint_every": 1, "eval_samples": 8,
-              "progress": False, "threads": 1},
-    "sampler": {"kind": "euler_maruyama", "steps": 2},
-    "log": {"console": False},
-}
+TINY = tiny_run_config(network={"kind": "mlp", "hidden": 8, "layers": 1},
+                       train={"steps": 2, "batch_size": 8, "log_every": 1, "checkpoint_every": 1, "eval_samples": 8})
 
 #: commands left out: none of them may reach the network in a test.
 NETWORKED = {"data"}
@@ -118,7 +109,7 @@ def _quick_pictures():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("fuzz-base")
-    (root / "tiny.yaml").write_text(yaml.safe_dump(merge(TINY, {"out": str(root / "out")})))
+    write_tiny_config(root, **TINY, out=str(root / "out"))
     assert main(["run", str(root / "tiny.yaml")]) == 0
     return root
 
@@ -204,7 +195,7 @@ def _check(command: str, trained: Path, case) -> int:
     with tempfile.TemporaryDirectory(prefix="fuzz-") as scratch:
         root = Path(scratch)
         shutil.copytree(trained, root, dirs_exist_ok=True, symlinks=True)
-        (root / "tiny.yaml").write_text(yaml.safe_dump(merge(TINY, {"out": str(root / "out")})))
+        write_tiny_config(root, **TINY, out=str(root / "out"))
         run_dir = root / "out" / "tiny"
         for what, how in damage:
             _damage(run_dir, what, how)

@@ -13,27 +13,16 @@ import pytest
 import yaml
 from PIL import Image
 
-from sbcore.config import ConfigError, load_yaml, merge
+from sbcore.config import ConfigError, load_yaml
 from sbcore.data.image_folder import read_image
 from sbcore.env import flag
 from sbcore.errors import DataError, UserError
-from sbcore.testing import cli_failure, snapshot
-
-TINY = {
-    "plugin": "bm", "name": "tiny", "seed": 0,
-    "data": {"x0": {"source": "gaussian", "dim": 2}, "x1": {"source": "toy2d", "name": "moons"}},
-    "network": {"kind": "mlp", "hidden": 16, "layers": 2},
-    "train": {"steps": 4, "batch_size": 16, "log_every": 2, "eval_samples": 16, "progress": False, "threads": 1},
-    "sampler": {"kind": "euler_maruyama", "steps": 2},
-    "log": {"console": False},
-}
+from sbcore.testing import cli_failure, snapshot, tiny_run_config, write_tiny_config
 
 
 @pytest.fixture
 def cfg(tmp_path):
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(merge(TINY, {"out": str(tmp_path / "runs")})))
-    return path
+    return write_tiny_config(tmp_path)
 
 
 def _refused(cfg: Path, tmp_path: Path, args: list[str], *fragments: str) -> str:
@@ -119,7 +108,7 @@ def test_config_value_of_wrong_range_or_shape(cfg, tmp_path, override, fragment)
 def test_grad_clip_null_is_no_clipping(plugins):
     from sbcore.config import structure_config
 
-    assert structure_config(merge(TINY, {"train": {"grad_clip": None}}), plugins.registry).train.grad_clip is None
+    assert structure_config(tiny_run_config(train={"grad_clip": None}), plugins.registry).train.grad_clip is None
 
 
 def test_spectral_process_on_vector_data_is_refused_at_start(cfg, tmp_path):

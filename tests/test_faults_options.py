@@ -13,26 +13,17 @@ import yaml
 
 from sbcore import cli, hookimpl, sample
 from sbcore.cli import main
-from sbcore.config import merge
 from sbcore.options import positive
 from sbcore.plugins import create_plugins
-from sbcore.testing import cli_failure, run_cli, snapshot
+from sbcore.testing import cli_failure, run_cli, snapshot, tiny_run_config, write_tiny_config
 
-TINY = {
-    "plugin": "bm", "name": "tiny", "seed": 0,
-    "data": {"x0": {"source": "gaussian", "dim": 2}, "x1": {"source": "toy2d", "name": "moons"}},
-    "network": {"kind": "mlp", "hidden": 16, "layers": 2},
-    "train": {"steps": 4, "batch_size": 16, "log_every": 2, "checkpoint_every": 2, "eval_samples": 16,
-              "progress": False, "threads": 1},
-    "sampler": {"kind": "euler_maruyama", "steps": 2},
-    "log": {"console": False},
-}
+TINY = tiny_run_config(train={"checkpoint_every": 2})
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("trained")
-    (root / "tiny.yaml").write_text(yaml.safe_dump(merge(TINY, {"out": str(root / "runs")})))
+    write_tiny_config(root, **TINY)
     assert main(["run", str(root / "tiny.yaml")]) == 0
     return root / "runs" / "tiny"
 

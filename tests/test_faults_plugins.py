@@ -7,30 +7,17 @@ import argparse
 
 import pytest
 import torch
-import yaml
 
 from sbcore import cli, hookimpl, sample
 from sbcore.cli import main
-from sbcore.config import merge
 from sbcore.network.mlp import MLP
 from sbcore.plugins import create_plugins
-from sbcore.testing import cli_failure, run_cli
-
-TINY = {
-    "plugin": "bm", "name": "tiny", "seed": 0,
-    "data": {"x0": {"source": "gaussian", "dim": 2}, "x1": {"source": "toy2d", "name": "moons"}},
-    "network": {"kind": "mlp", "hidden": 16, "layers": 2},
-    "train": {"steps": 4, "batch_size": 16, "log_every": 2, "eval_samples": 16, "progress": False, "threads": 1},
-    "sampler": {"kind": "euler_maruyama", "steps": 2},
-    "log": {"console": False},
-}
+from sbcore.testing import cli_failure, run_cli, write_tiny_config
 
 
 @pytest.fixture
 def cfg(tmp_path):
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(merge(TINY, {"out": str(tmp_path / "runs")})))
-    return path
+    return write_tiny_config(tmp_path)
 
 
 def _hello(args: argparse.Namespace) -> int:

@@ -10,31 +10,20 @@ import signal
 from pathlib import Path
 
 import pytest
-import yaml
 
 from sbcore import cli, hookimpl
 from sbcore.cli import main
 from sbcore.config import merge
 from sbcore.io import checkpoint as ckpt
 from sbcore.plugins import create_plugins
-from sbcore.testing import cli_failure, run_cli, snapshot
+from sbcore.testing import cli_failure, run_cli, snapshot, tiny_run_config, write_tiny_config
 
-TINY = {
-    "plugin": "bm", "name": "tiny", "seed": 0,
-    "data": {"x0": {"source": "gaussian", "dim": 2}, "x1": {"source": "toy2d", "name": "moons"}},
-    "network": {"kind": "mlp", "hidden": 16, "layers": 2},
-    "train": {"steps": 6, "batch_size": 16, "log_every": 2, "checkpoint_every": 2, "eval_samples": 16,
-              "progress": False, "threads": 1},
-    "sampler": {"kind": "euler_maruyama", "steps": 2},
-    "log": {"console": False},
-}
+TINY = tiny_run_config(train={"steps": 6, "checkpoint_every": 2})
 
 
 @pytest.fixture
 def cfg(tmp_path):
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(merge(TINY, {"out": str(tmp_path / "runs")})))
-    return path
+    return write_tiny_config(tmp_path, **TINY)
 
 
 @pytest.fixture

@@ -6,13 +6,14 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sbcore.metrics.translation import sample_in_chunks
 from sbcore.network.unet import UNet
 from sbcore.process.base import expand_t
 from sbcore.process.vp import VPDiffusion
-from sbcore.sampler.base import Predictor
+from sbcore.sampler.base import Predictor, Trajectory
 from sbcore.sampler.ddim import DDIM
 from sbcore.sampler.grids import time_grid
-from sbcore.sampler.guidance import Guidance, classifier_free, classifier_guided, guide
+from sbcore.sampler.guidance import Guidance, classifier_free, classifier_guided, guide, make_guidance, uniform_labels
 from sbcore.testing.network import randomise
 
 torch.set_num_threads(1)
@@ -114,3 +115,35 @@ def test_guided_sampling_through_ddim_counts_one_call_per_step_and_steers_to_the
     strong = sampler.sample(guide(Predictor(eps, process, "backward", "eps"), Guidance(1, 3.0)), start, grid)
     assert strong.nfe == cond.nfe == plain.nfe == 20
     assert abs(float(plain.x.mean())) < 0.2 < 1.8 < float(cond.x.mean()) < float(strong.x.mean())
+
+
+def test_per_input_labels_follow_their_inputs_through_chunked_sampling() -> None:
+    """`target_label=random` gives each input its own class: `sample_in_chunks` must hand every part the
+    labels of its own rows, and refuse a label count that is not one per input."""
+    seen = []
+
+    class Recorder:
+        def sample(self, direction, x, steps=None, return_path=False, record=False, guidance=None):
+            seen.append(guidance.label)
+            return Trajectory(x + guidance.label[:, None].float(), None, 1)
+
+    labels = torch.arange(10)
+    out = sample_in_chunks(Recorder(), "backward", torch.zeros(10, 1), chunk=4, progress=False,
+                           guidance=Guidance(labels, 2.0))
+    assert [len(s) for s in seen] == [4, 4, 2]
+    torch.testing.assert_close(out.x[:, 0], labels.float())
+    with pytest.raises(ValueError, match=r"one per input \(10\), got 3"):
+        sample_in_chunks(Recorder(), "backward", torch.zeros(10, 1), chunk=4, progress=False,
+                         guidance=Guidance(torch.arange(3), 2.0))
+
+
+def test_uniform_labels_draw_every_class_of_the_source_and_nothing_else() -> None:
+    class Source:
+        labels = torch.tensor([1, 1, 1, 3, 5, 5])  # EMNIST-style labels that do not start at 0
+
+    drawn = uniform_labels(Source(), 3000, torch.Generator().manual_seed(0))
+    counts = torch.bincount(drawn, minlength=6)
+    assert counts[[0, 2, 4]].sum() == 0 and all(900 < int(c) < 1100 for c in counts[[1, 3, 5]])  # uniform, not 3:1:2
+    with pytest.raises(ValueError, match="no class labels"):
+        uniform_labels(object(), 3, torch.Generator())
+    assert torch.equal(make_guidance(drawn[:4], {"scale": 2}, None).label, drawn[:4])

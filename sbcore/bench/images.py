@@ -40,7 +40,6 @@ from sbcore.metrics.digits import (
 )
 from sbcore.options import option, parse_options, positive
 
-DOMAIN_OF_SIDE = {"x0": "digits", "x1": "letters"}
 #: EMNIST letters A-E, the classes of the recipes.
 LETTER_CLASSES = 5
 #: held-out target images the feature distance compares with (all 800 held-out letters A-E; 2000 digits).
@@ -121,6 +120,12 @@ class ImagesOptions:
     out: Path = option(Path("runs/bench_images"), help="folder of the runs, the row and the picture")
     train: bool = option(True, help="false: score the runs already in out (from an earlier bench)")
     set: dict[str, Any] = option(factory=dict, help="overrides of every recipe: set.train.steps=100")
+    guidance: dict[str, Any] = option(factory=dict, help="ddib: guidance.scale=S decodes each input towards a "
+                                      "class drawn at random from the class-conditional decoding run's data")
+
+    def __attrs_post_init__(self) -> None:
+        if self.guidance and self.plugin != "ddib":
+            raise ValueError(f"guidance: only ddib's decoding is guided here, not {self.plugin}'s")
 
 
 def _configs(opts: ImagesOptions) -> list[Path]:
@@ -149,10 +154,20 @@ def train_recipe(path: Path, opts: ImagesOptions, plugins: Any) -> tuple[Path, f
     return run.dir, time.perf_counter() - started, trainer.step
 
 
-def translate_held_out(runs: list[Path], plugin: str, n: int) -> dict[str, tuple[Tensor, Tensor]]:
-    """direction -> (inputs, outputs) for the first n MNIST test digits and the held-out letters A-E."""
+def sampling_directions(data: dict[str, Any]) -> tuple[str, str]:
+    """The run's sampling directions (digits -> letters, letters -> digits): a recipe may put the letters on
+    either side (`data.x0` is the side a method starts from, e.g. S-DSB's flow-matching epoch)."""
+    letters_first = (data.get("x0") or {}).get("source") == "emnist_letters"
+    return ("backward", "forward") if letters_first else ("forward", "backward")
+
+
+def translate_held_out(runs: list[Path], plugin: str, n: int, guidance: dict[str, Any] | None = None
+                       ) -> dict[str, tuple[Tensor, Tensor]]:
+    """direction -> (inputs, outputs) for the first n MNIST test digits and the held-out letters A-E; ddib with
+    `guidance` decodes each input towards a random class of the decoding run (`uniform_labels`)."""
     from sbcore.metrics.translation import sample_in_chunks
     from sbcore.sample import load_trainer
+    from sbcore.sampler.guidance import make_guidance, uniform_labels
 
     trainers = [load_trainer(run)[0] for run in runs]
     shape = tuple(trainers[0].shape)
@@ -164,13 +179,18 @@ def translate_held_out(runs: list[Path], plugin: str, n: int) -> dict[str, tuple
 
         def through(first: Any, second: Any, x: Tensor) -> Tensor:
             latent = sample_in_chunks(first, "forward", x, progress=False).x
-            return sample_in_chunks(second, "backward", latent, progress=False).x
+            decode = {}
+            if guidance:
+                labels = uniform_labels(second.sources["x0"], len(x), torch.Generator().manual_seed(1))
+                decode["guidance"] = make_guidance(labels, guidance, second.run.registry, second.device)
+            return sample_in_chunks(second, "backward", latent, progress=False, **decode).x
 
         return {"forward": (digits, through(source, target, digits)),
                 "backward": (letters, through(target, source, letters))}
     (trainer,) = trainers
-    return {direction: (x, sample_in_chunks(trainer, direction, x, progress=False).x)
-            for direction, x in (("forward", digits), ("backward", letters))}
+    to_letters, to_digits = sampling_directions(trainer.run.config_dict()["data"])
+    return {"forward": (digits, sample_in_chunks(trainer, to_letters, digits, progress=False).x),
+            "backward": (letters, sample_in_chunks(trainer, to_digits, letters, progress=False).x)}
 
 
 def format_row(row: dict[str, Any]) -> str:
@@ -211,7 +231,7 @@ def run_bench(opts: ImagesOptions) -> dict[str, Any]:
         runs.append(run)
         seconds, steps = seconds + wall, steps + done
     generator = torch.Generator().manual_seed(0)
-    pairs = translate_held_out(runs, opts.plugin, opts.n)
+    pairs = translate_held_out(runs, opts.plugin, opts.n, opts.guidance)
     row: dict[str, Any] = {"plugin": opts.plugin, "recipes": [str(f) for f in files], "runs": [str(r) for r in runs],
                            "seconds": seconds, "steps": steps}
     for direction, (x, y) in pairs.items():

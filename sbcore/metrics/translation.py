@@ -100,20 +100,35 @@ def metric_generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(derive_seeds(seed, EVAL_KEY, count=4)[3])
 
 
+def _per_part_options(options: dict[str, Any], n: int, chunk: int) -> Any:
+    """part index -> the sample options of that part: a per-input guidance label follows its inputs."""
+    guidance = options.get("guidance")
+    label = getattr(guidance, "label", None)
+    if not isinstance(label, Tensor) or label.ndim == 0:
+        return lambda i: options
+    if len(label) != n:
+        raise ValueError(f"guidance label: expected one per input ({n}), got {len(label)}")
+    labels = label.split(chunk)
+    return lambda i: {**options, "guidance": attrs.evolve(guidance, label=labels[i])}
+
+
 def sample_in_chunks(
     trainer: Trainer, direction: Direction, x_start: Tensor, *, steps: int | None = None, chunk: int = CHUNK,
     return_path: bool = False, progress: bool = True, output: Output = "final", **options: Any,
 ) -> Trajectory:
     """`trainer.sample` over `chunk`-sized parts of x_start, on the CPU, with a progress bar when there are
     several parts; `options` (a plugin's sample options) go to `trainer.sample`. `output`: ``final`` keeps
-    the sampler's last state as x, ``predicted_end`` the network's predicted end at the last step."""
+    the sampler's last state as x, ``predicted_end`` the network's predicted end at the last step. A
+    ``guidance`` option with one label per input (a (N,) tensor) is split along with x_start."""
     parts = x_start.split(chunk)
+    options_of = _per_part_options(options, len(x_start), chunk)
     xs, paths, nfe = [], [], 0
     record = output == "predicted_end"
     with torch.no_grad():
-        for part in tqdm(parts, desc=f"sampling {direction}", unit="batch", leave=False,
-                         disable=not progress or len(parts) < 2):
-            traj = trainer.sample(direction, part, steps=steps, return_path=return_path, record=record, **options)
+        for i, part in enumerate(tqdm(parts, desc=f"sampling {direction}", unit="batch", leave=False,
+                                      disable=not progress or len(parts) < 2)):
+            traj = trainer.sample(direction, part, steps=steps, return_path=return_path, record=record,
+                                  **options_of(i))
             if record and traj.predictions is None:
                 raise UserError("eval.output=predicted_end: this run's sampler records no predicted ends")
             xs.append((traj.predictions[-1] if record else traj.x).float().cpu())

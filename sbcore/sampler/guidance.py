@@ -119,10 +119,21 @@ def guide(predictor: Predictor, guidance: Guidance) -> Predictor:
     return classifier_free(predictor, guidance.label, guidance.scale)
 
 
-def make_guidance(label: int | None, options: dict[str, Any] | None, registry: Any, device: Any = "cpu"
+def uniform_labels(source: Any, n: int, generator: torch.Generator) -> Tensor:
+    """n classes drawn uniformly from those of a labelled data source: guiding each input towards its own drawn
+    class makes the whole domain, not one class, the target (``target_label=random``)."""
+    labels = getattr(source, "labels", None)
+    if labels is None:
+        raise ValueError(f"{source!r} has no class labels to draw target classes from")
+    classes = torch.as_tensor(labels).unique()
+    return classes[torch.randint(len(classes), (n,), generator=generator)]
+
+
+def make_guidance(label: int | Tensor | None, options: dict[str, Any] | None, registry: Any, device: Any = "cpu"
                   ) -> Guidance | None:
     """A Guidance from command options: ``label=K`` and ``guidance.scale=S`` / ``guidance.classifier=FILE``
-    (a weights file of a classifier, `sbcore import-weights`). None when neither a label nor guidance is given."""
+    (a weights file of a classifier, `sbcore import-weights`); `label` may hold one class per input (a (N,)
+    tensor). None when neither a label nor guidance is given."""
     from pathlib import Path
 
     from sbcore.errors import UserError
@@ -151,4 +162,4 @@ def make_guidance(label: int | None, options: dict[str, Any] | None, registry: A
         if info.registry != "classifier":
             raise UserError(f"guidance.classifier={path}: holds a {info.kind}, not a classifier")
         classifier = classifier.to(device)
-    return Guidance(int(label), scale, classifier)
+    return Guidance(label if isinstance(label, Tensor) else int(label), scale, classifier)

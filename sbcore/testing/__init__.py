@@ -16,9 +16,10 @@ from sbcore.testing.coupling import CouplingSuite, coupling_conformance
 from sbcore.testing.network import NetworkSuite, network_conformance
 from sbcore.testing.process import ProcessSuite, process_conformance
 from sbcore.testing.resume import assert_resume_is_exact
+from sbcore.testing.run_config import tiny_run_config, write_tiny_config
 from sbcore.testing.sampler import SamplerSuite, sampler_conformance
 from sbcore.testing.suite import ConformanceError, Suite, conformance
 
 __all__ = ["ConformanceError", "CouplingSuite", "NetworkSuite", "ProcessSuite", "SamplerSuite", "Suite",
            "assert_resume_is_exact", "cli_failure", "conformance", "coupling_conformance", "network_conformance",
-           "process_conformance", "run_cli", "sampler_conformance", "snapshot"]
+           "process_conformance", "run_cli", "sampler_conformance", "snapshot", "tiny_run_config", "write_tiny_config"]

@@ -18,23 +18,32 @@ from torch import Tensor
 from sbcore.errors import UserError
 from sbcore.metrics.digits import OFFSETS, cnn_outputs
 from sbcore.plugins import get_plugins
-from sbcore.sampler.guidance import Guidance, make_guidance
+from sbcore.sampler.guidance import Guidance, make_guidance, uniform_labels
 
 #: digits-CNN class of label k of each labelled image source (EMNIST letters are numbered from A = 1).
 CNN_CLASS = {"mnist": lambda k: OFFSETS["digits"] + k, "fashion_mnist": lambda k: OFFSETS["fashion"] + k,
              "emnist_letters": lambda k: OFFSETS["letters"] + k - 1}
 
 
-def guidance_options(source: int | None, target: int | None, guidance: dict[str, Any],
+def guidance_options(source: int | None, target: int | Tensor | None, guidance: dict[str, Any],
                      device: torch.device) -> tuple[dict[str, Any], dict[str, Any]]:
     """The `sample` options of the encode and the decode half (each {} or {"guidance": Guidance}), from
-    translate's ``source_label``, ``target_label`` and ``guidance.scale`` / ``guidance.classifier``."""
+    translate's ``source_label``, ``target_label`` (a class, or one per input) and ``guidance.scale`` /
+    ``guidance.classifier``."""
     if guidance and target is None:
         raise UserError(f"{', '.join(sorted('guidance.' + k for k in guidance))} steer the decoding towards a class: "
                         "give target_label=K")
     decode = make_guidance(target, guidance, get_plugins().registry, device)
     encode = {} if source is None else {"guidance": Guidance(source)}
     return encode, ({} if decode is None else {"guidance": decode})
+
+
+def random_labels(trainer: Any, n: int, generator: torch.Generator) -> Tensor:
+    """``target_label=random``: one class per input, uniform over the classes of a class-conditional run's data."""
+    if not getattr(trainer, "num_classes", 0) or getattr(trainer.sources["x0"], "labels", None) is None:
+        raise UserError("target_label=random: the target run is not class-conditional (network.num_classes) "
+                        "on labelled data")
+    return uniform_labels(trainer.sources["x0"], n, generator)
 
 
 def draw_class(trainer: Any, n: int, label: int, generator: torch.Generator) -> Tensor:

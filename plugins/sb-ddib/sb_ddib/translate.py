@@ -19,7 +19,7 @@ import inspect
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 import numpy as np
@@ -43,7 +43,7 @@ from sbcore.seeding import derive_seeds
 USAGE = ("sbcore translate source=RUN_OR_DIFFUSERS_DIR target=RUN_OR_DIFFUSERS_DIR "
          "(input=FILE_OR_FOLDER [key=ARRAY] | n=N) [steps=S] "
          "[sampler=ddim|ddim_heun] [cycle=true] [seed=0] [device=auto] [out=DIR] "
-         "[source_label=K] [target_label=K [guidance.scale=S] [guidance.classifier=FILE.safetensors]]")
+         "[source_label=K] [target_label=K|random [guidance.scale=S] [guidance.classifier=FILE.safetensors]]")
 #: config sections that say what a run's weights are; shown side by side when they differ.
 COMPARED = ("data", "network", "method", "train", "sampler")
 
@@ -102,7 +102,8 @@ class TranslateOptions:
     device: str = option("auto", help="auto, cpu, cuda or cuda:N")
     out: Path = option(Path("translation"), help="the output folder")
     source_label: int | None = option(None, help="encode (and draw) the source images of this class")
-    target_label: int | None = option(None, help="decode towards this class")
+    target_label: int | Literal["random"] | None = option(
+        None, help="decode towards this class, or random: each input towards its own class drawn uniformly")
     guidance: dict[str, Any] = option(factory=dict, help="guidance.scale=S and guidance.classifier=FILE.safetensors")
 
     def __attrs_post_init__(self) -> None:
@@ -140,7 +141,7 @@ def translate_runs(opts: TranslateOptions) -> dict[str, Any]:
     torch_seed, data_seed, fresh_seed = derive_seeds(opts.seed, count=3)
     names, split = None, None
     # class labels and guidance (sb_ddib.guided)
-    encode, decode = guided.guidance_options(opts.source_label, opts.target_label, opts.guidance, target.device)
+    encode, _ = guided.guidance_options(opts.source_label, None, {}, target.device)
     n = opts.n or 1000
     if opts.input is not None:
         x, names = read_inputs(opts.input, tuple(source.shape), opts.key)
@@ -150,6 +151,10 @@ def translate_runs(opts: TranslateOptions) -> dict[str, Any]:
         with evaluation_data(source, "test") as used:  # held-out digits: the source run's test split
             x = source.draw("x0", n, torch.Generator().manual_seed(data_seed))
         split = used.split
+    label = opts.target_label
+    if label == "random":
+        label = guided.random_labels(target, len(x), torch.Generator().manual_seed(fresh_seed))
+    _, decode = guided.guidance_options(opts.source_label, label, opts.guidance, target.device)
     torch.manual_seed(torch_seed)
     latent = sample_in_chunks(source, "forward", x, **encode)
     y = sample_in_chunks(target, "backward", latent.x, **decode)
@@ -159,7 +164,7 @@ def translate_runs(opts: TranslateOptions) -> dict[str, Any]:
                               "differences": differences, "latent_mean": float(latent.x.mean()),
                               "latent_std": float(latent.x.std())}
     if decode:
-        record["target_label"] = decode["guidance"].label
+        record["target_label"] = opts.target_label
         record["guidance_scale"] = decode["guidance"].scale
         record["guidance_classifier"] = opts.guidance.get("classifier")
         record["target_class_accuracy"] = guided.class_accuracy(target, y.x, decode["guidance"].label)

@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from sb_ddib.guided import random_labels
 from sb_ddib.method import DDIB
 
 from sbcore.cli import main
 from sbcore.config import structure_config
+from sbcore.errors import UserError
 from sbcore.network.adm import ADMClassifier
 from sbcore.network.weights import WeightsInfo, write_weights
 from sbcore.plugins import create_plugins
@@ -84,6 +86,23 @@ def test_class_guided_translation_reports_the_target_class_accuracy(tmp_path, ca
     assert record["guidance_classifier"] == str(weights) and record["n"] == 6
     assert main(["translate", f"source={runs / 'a'}", f"target={runs / 'b'}", "n=6", "guidance.scale=2"]) == 2
     assert "give target_label=K" in capsys.readouterr().err
+    # target_label=random: each input decoded towards its own class, drawn from the target run's labels
+    assert main(["translate", f"source={runs / 'a'}", f"target={runs / 'b'}", "n=6", "steps=2",
+                 "target_label=random", "guidance.scale=2", f"out={out}"]) == 0
+    record = json.loads((out / "translation.json").read_text())
+    assert record["target_label"] == "random" and 0 <= record["target_class_accuracy"] <= 1
+    assert main(["translate", f"source={runs / 'a'}", f"target={runs / 'b'}", "n=6", "target_label=any"]) == 2
+    assert "target_label" in capsys.readouterr().err
+
+
+def test_random_target_labels_need_a_class_conditional_target(tmp_path, plugins):
+    raw = labelled(tmp_path, "plain", label_dropout=0.0)
+    raw["network"].pop("num_classes")
+    trainer = DDIB(Run(config=structure_config(raw, plugins.registry), dir=tmp_path, plugins=plugins,
+                       device=torch.device("cpu")))
+    trainer.setup()
+    with pytest.raises(UserError, match="not class-conditional"):
+        random_labels(trainer, 4, torch.Generator())
 
 
 def test_sbcore_sample_takes_a_label_and_the_guidance_scale(tmp_path, capsys):

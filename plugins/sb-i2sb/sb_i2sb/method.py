@@ -49,12 +49,16 @@ class I2SBConfig:
     cond_x1: the network also sees the (noise-filled) x1 (the paper's --cond-x1).
     predict: eps, the paper's (x_k - x0) / std_fwd label; x0 / endpoint regress x0 itself.
     objective: bridge (I2SB) or regression (the one-step MSE baseline).
+    end_fraction: the share of each batch drawn at the last step k = N - 1 instead of uniformly: the one
+        network call of an NFE-1 restoration reads that step, which uniform k visits once in N draws (0: the
+        paper's uniform k).
     """
 
     corruption: CorruptionSpec | None = None
     cond_x1: bool = False
     predict: Literal["eps", "x0", "endpoint"] = "eps"
     objective: Literal["bridge", "regression"] = "bridge"
+    end_fraction: float = attrs.field(default=0.0, validator=[attrs.validators.ge(0.0), attrs.validators.le(1.0)])
 
 
 class I2SB(BridgeMatching):
@@ -142,6 +146,7 @@ class I2SB(BridgeMatching):
             pred, label = net(x1, torch.ones(batch_size, device=self.device), **cond), x0
         else:
             t = self.process.sample_time(batch_size, device=self.device)
+            t[: round(self.method.end_fraction * batch_size)] = 1.0
             x_t = self.process.sample_bridge(x0, x1, t)
             label = self.process.target(self.method.predict, x0, x1, x_t, t, "backward")
             pred = net(x_t, t, **cond)

@@ -137,6 +137,26 @@ def test_regression_baseline_is_one_evaluation(tmp_path, plugins):
     assert out.nfe == 1 and out.path.shape == (2, 4, 1, 16, 16)
 
 
+@pytest.mark.parametrize("fraction, ends", [(0.0, 0), (0.5, 4), (1.0, 8)])
+def test_end_fraction_draws_that_share_of_the_batch_at_the_last_step(tmp_path, plugins, fraction, ends):
+    """The NFE-1 restoration reads only k = N - 1: end_fraction puts that share of each batch there, at bridge
+    states within the last step's small noise of x1, the rest uniform over k."""
+    trainer = make_trainer(tmp_path, plugins, method={"corruption": "sr4x-pool", "end_fraction": fraction})
+    x0 = torch.as_tensor(smooth_images(8))
+    x1 = trainer.corruption(x0).x1
+    trainer.draw_batch = lambda n: (x0, x1, None)
+    trainer.networks[NET] = oracle = Oracle(trainer.process, x0)
+    torch.manual_seed(0)
+    assert float(trainer.training_loss(8)) < 1e-10
+    x, t, _ = oracle.calls[0]
+    at_end = t == 1.0
+    assert int(at_end.sum()) == ends and bool(at_end[:ends].all())
+    std = float(trainer.process.std_sb(torch.tensor(1.0)))
+    assert 0 < std < 0.02 and bool(((x - x1).abs().flatten(1).amax(1)[at_end] < 6 * std).all())
+    with pytest.raises(ConfigError, match="end_fraction"):
+        make_trainer(tmp_path, plugins, method={"corruption": "sr4x-pool", "end_fraction": 1.5})
+
+
 def test_a_short_run_evaluates_against_the_clean_partners(tmp_path, plugins):
     run_local(structure_config(raw_config(tmp_path), plugins.registry), None, plugins)
     rows = [json.loads(line) for line in (tmp_path / "runs" / "t" / "metrics.jsonl").read_text().splitlines()]
