@@ -41,8 +41,12 @@ def test_pt_safetensors_and_npy_read_the_same(tmp_path, points):
 
 def test_pt_is_loaded_without_running_code(tmp_path):
     torch.save({"x": torch.zeros(3, 2), "extra": {"not": object()}}, tmp_path / "evil.pt")
-    with pytest.raises(ValueError, match=r"evil\.pt: cannot be read as \.pt"):
+    refused = r"evil\.pt: cannot be read as \.pt: refused.*GLOBAL object was not an allowed global by default\); nothing"
+    with pytest.raises(ValueError, match=refused):
         ArraysSource(path=str(tmp_path / "evil.pt"))
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "evil.pt").read_bytes()[:40])  # a damaged file: one line too
+    with pytest.raises(ValueError, match=r"cut\.pt: cannot be read as \.pt: [^\n]+$"):
+        ArraysSource(path=str(tmp_path / "cut.pt"))
 
 
 def test_paired_file_draws_aligned_rows(tmp_path, points):

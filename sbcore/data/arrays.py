@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from sbcore.data.memory import MemorySource
+from sbcore.io.torch_files import load_pt
 
 SUFFIXES = (".npz", ".npy", ".pt", ".pth", ".safetensors")
 
@@ -27,30 +28,26 @@ def read_arrays(path: Path) -> dict[str, Tensor]:
         raise ValueError(f"{path}: unsupported file type {suffix!r}; expected one of {', '.join(SUFFIXES)}")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found")
+    if suffix in (".pt", ".pth"):
+        obj = load_pt(path)
+        if isinstance(obj, Tensor):
+            return {"x": obj}
+        if isinstance(obj, dict) and all(isinstance(v, Tensor) for v in obj.values()):
+            return {str(k): v for k, v in obj.items()}
+        raise ValueError(f"{path}: expected a tensor or a dict of tensors, got {type(obj).__name__}")
     try:
         if suffix == ".npz":
             with np.load(path, allow_pickle=False) as archive:
                 return {k: torch.from_numpy(archive[k]) for k in archive.files}
         if suffix == ".npy":
             return {"x": torch.from_numpy(np.load(path, allow_pickle=False))}
-        if suffix == ".safetensors":
-            from safetensors.torch import load_file
+        from safetensors.torch import load_file
 
-            return load_file(str(path))
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except torch.serialization.pickle.UnpicklingError as exc:  # the restricted loader's refusal: nothing was loaded
-        reason = next((line.strip() for line in str(exc).splitlines() if "Unsupported global" in line), "")
-        raise ValueError(f"{path}: cannot be read as {suffix}: it holds objects other than tensors and plain "
-                         f"containers, which torch.load(weights_only=True) refuses to unpickle. {reason}") from None
+        return load_file(str(path))
     except (OSError, ValueError, RuntimeError, zipfile.BadZipFile, EOFError) as exc:  # a damaged or foreign file
         raise ValueError(f"{path}: cannot be read as {suffix}: {exc}") from exc
     except TypeError as exc:  # numpy arrays of strings or objects
         raise ValueError(f"{path}: holds an array that is not numbers ({exc}); expected numeric arrays") from None
-    if isinstance(obj, Tensor):
-        return {"x": obj}
-    if isinstance(obj, dict) and all(isinstance(v, Tensor) for v in obj.values()):
-        return {str(k): v for k, v in obj.items()}
-    raise ValueError(f"{path}: expected a tensor or a dict of tensors, got {type(obj).__name__}")
 
 
 class ArraysSource(MemorySource):

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from sbcore.errors import UserError
 from sbcore.io.files import atomic_write
+from sbcore.io.torch_files import load_pt
 from sbcore.options import existing_path, option, suffix
 from sbcore.registry import Registry
 
@@ -118,10 +119,9 @@ def write_weights(path: Path, tensors: dict[str, Tensor], info: WeightsInfo) -> 
 def read_checkpoint(path: Path) -> dict[str, Tensor]:
     """A ``.pt`` state dict through the restricted unpickler; anything but named tensors is refused in one line."""
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - every refusal of the restricted unpickler, one line
-        raise UserError(f"{path}: refused: not a plain checkpoint of tensors ({_reason(exc)}); nothing in it was run"
-                        ) from None
+        loaded = load_pt(path)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     if not isinstance(loaded, dict) or not loaded:
         raise UserError(f"{path}: expected a state dict (a mapping of names to tensors), got {type(loaded).__name__}")
     bad = [k for k, v in loaded.items() if not isinstance(k, str) or not isinstance(v, Tensor)]
@@ -129,13 +129,6 @@ def read_checkpoint(path: Path) -> dict[str, Tensor]:
         raise UserError(f"{path}: expected a state dict of tensors; entry {bad[0]!r} is "
                         f"{type(loaded[bad[0]]).__name__}")
     return loaded
-
-
-def _reason(exc: Exception) -> str:
-    """The line of torch's refusal that names what was refused (its first line advises turning the check off)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    named = [line for line in lines if "GLOBAL" in line or "Unsupported" in line]
-    return (named or lines or [type(exc).__name__])[0].rstrip(".")
 
 
 @attrs.frozen(kw_only=True)
