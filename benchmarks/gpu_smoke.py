@@ -44,7 +44,8 @@ def _fill(tree: Any, half: int) -> Any:
 
 def smoke(path: str, steps: int, warmup: int, out: Path) -> dict[str, Any]:
     """Train one config for `steps` bf16 steps on cuda; its row of the table."""
-    from sbcore.config import merge, read_yaml_file, structure_config
+    from sbcore.config import structure_config
+    from sbcore.config_text import merge, read_yaml_file
     from sbcore.plugins import get_plugins
     from sbcore.run import prepare_run
 

@@ -20,15 +20,8 @@ import attrs
 import yaml
 
 from sbcore import __version__
-from sbcore.config import (
-    ConfigError,
-    merge,
-    parse_overrides,
-    read_yaml_file,
-    shorten,
-    structure_config,
-    yaml_problem,
-)
+from sbcore.config import structure_config
+from sbcore.config_text import ConfigError, merge, parse_overrides, read_yaml_file, shorten, yaml_problem
 from sbcore.env import flag
 from sbcore.errors import SbcoreError
 from sbcore.example_configs import ExamplesOptions, default_config

@@ -116,7 +116,7 @@ FALLBACK_DATA = {"x0": {"source": "gaussian", "dim": 2, "mean": -1.0},
 def default_config(plugins: Plugins, method: str) -> dict[str, Any]:
     """The raw config ``sbcore config plugin=METHOD`` starts from: the method's `default_example`, read from
     the ``examples/`` folder of the package whose class defines it, or `FALLBACK_DATA`."""
-    from sbcore.config import load_yaml
+    from sbcore.config_text import load_yaml
 
     trainer = plugins.registry.get("method", method)
     definer = next((c for c in trainer.__mro__ if vars(c).get("default_example")), None)

@@ -29,7 +29,7 @@ from typing import Any, Literal, TypeVar
 import attrs
 import yaml
 
-from sbcore.config import ConfigError, load_yaml, set_override, yaml_problem
+from sbcore.config_text import ConfigError, load_yaml, set_override, yaml_problem
 
 T = TypeVar("T")
 

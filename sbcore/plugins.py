@@ -15,7 +15,7 @@ import attrs
 import pluggy
 
 from sbcore import hookspecs
-from sbcore.config import ConfigError, shorten
+from sbcore.config_text import ConfigError, shorten
 from sbcore.errors import SbcoreError
 from sbcore.registry import Registry, UnknownComponentError
 

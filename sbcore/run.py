@@ -20,7 +20,8 @@ import attrs
 import torch
 import yaml
 
-from sbcore.config import Config, ConfigError, make_converter
+from sbcore.config import Config, make_converter
+from sbcore.config_text import ConfigError
 from sbcore.errors import DeviceError, RunFailure, RunFolderError, SbcoreError, UserError
 from sbcore.io.files import atomic_write
 from sbcore.plugins import Plugins
@@ -202,7 +203,7 @@ def _check_resume(run: Run) -> None:
     path = run.dir / "config.yaml"
     if run.config.resume == "force" or not path.is_file():
         return
-    from sbcore.config import load_yaml
+    from sbcore.config_text import load_yaml
 
     try:
         saved = load_yaml(path.read_text())

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sbcore.config import ConfigError, merge, read_yaml_file, structure_config
+from sbcore.config import structure_config
+from sbcore.config_text import ConfigError, merge, read_yaml_file
 from sbcore.data.arrays import SUFFIXES, read_arrays
 from sbcore.data.image_folder import fit, list_images, read_image
 from sbcore.data.pipes import check_run_pipes

@@ -164,7 +164,7 @@ def test_train_steps_is_the_total_in_alternating_methods(tmp_path, plugins):
 
 
 def test_train_steps_that_disagree_with_the_stages_are_refused_in_one_line(tmp_path, plugins):
-    from sbcore.config import ConfigError
+    from sbcore.config_text import ConfigError
 
     with pytest.raises(ConfigError) as info:
         structure_config(raw_config(tmp_path, steps=50), plugins.registry)

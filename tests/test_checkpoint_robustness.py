@@ -9,7 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from sbcore.config import merge, parse_overrides, structure_config
+from sbcore.config import structure_config
+from sbcore.config_text import merge, parse_overrides
 from sbcore.io import checkpoint as ckpt
 from sbcore.launch.events import read_events
 from sbcore.launch.local import run_local

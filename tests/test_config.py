@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from sbcore.config import ConfigError, merge, parse_overrides, read_yaml_file, structure_config
+from sbcore.config import structure_config
+from sbcore.config_text import ConfigError, merge, parse_overrides, read_yaml_file
 from sbcore.run import Run
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from sbcore.config import ConfigError, structure_config
+from sbcore.config import structure_config
+from sbcore.config_text import ConfigError
 from sbcore.data.images import MNIST, DataNotFoundError, EMNISTLetters, FashionMNIST, data_dir, parse_letters
 
 
@@ -128,7 +129,7 @@ def test_registered_and_validated_by_the_config(plugins, tiny_gaussian):
 def test_example_configs_validate(plugins, name):
     from pathlib import Path
 
-    from sbcore.config import read_yaml_file
+    from sbcore.config_text import read_yaml_file
 
     path = Path(__file__).resolve().parents[1] / "examples" / "data" / f"{name}.yaml"
     config = structure_config(read_yaml_file(path), plugins.registry)

@@ -13,7 +13,8 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-from sbcore.config import merge, parse_overrides, structure_config
+from sbcore.config import structure_config
+from sbcore.config_text import merge, parse_overrides
 from sbcore.io import checkpoint as ckpt
 from sbcore.launch.distributed import micro_seeds, plan_batches
 from sbcore.launch.local import run_local

@@ -11,7 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from sbcore.config import merge, parse_overrides, structure_config
+from sbcore.config import structure_config
+from sbcore.config_text import merge, parse_overrides
 from sbcore.hookspecs import hookimpl
 from sbcore.io.plots import before_after_grid
 from sbcore.launch.local import run_local

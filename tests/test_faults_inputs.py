@@ -13,7 +13,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from sbcore.config import ConfigError, load_yaml
+from sbcore.config_text import ConfigError, load_yaml
 from sbcore.data.image_folder import read_image
 from sbcore.env import flag
 from sbcore.errors import DataError, UserError

@@ -13,7 +13,7 @@ import pytest
 
 from sbcore import cli, hookimpl
 from sbcore.cli import main
-from sbcore.config import merge
+from sbcore.config_text import merge
 from sbcore.io import checkpoint as ckpt
 from sbcore.plugins import create_plugins
 from sbcore.testing import cli_failure, run_cli, snapshot, tiny_run_config, write_tiny_config

@@ -88,7 +88,8 @@ class WhorlPlugin:
 
 
 def test_plugin_accepts_the_plugin_name_and_lists_both_names():
-    from sbcore.config import ConfigError, structure_config
+    from sbcore.config import structure_config
+    from sbcore.config_text import ConfigError
     from sbcore.hookspecs import hookimpl
     from sbcore.plugins import create_plugins
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sbcore.config import merge, structure_config
+from sbcore.config import structure_config
+from sbcore.config_text import merge
 from sbcore.errors import NonFiniteError
 from sbcore.launch.distributed import micro_seeds
 from sbcore.run import Run

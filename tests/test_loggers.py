@@ -12,7 +12,8 @@ import warnings
 import pytest
 
 from sbcore.cli import main
-from sbcore.config import merge, parse_overrides, structure_config
+from sbcore.config import structure_config
+from sbcore.config_text import merge, parse_overrides
 from sbcore.launch.local import run_local
 from sbcore.log.plugin import read_metrics
 

@@ -8,7 +8,8 @@ import math
 
 import pytest
 
-from sbcore.config import ConfigError, merge, parse_overrides, structure_config
+from sbcore.config import structure_config
+from sbcore.config_text import ConfigError, merge, parse_overrides
 from sbcore.launch.local import run_local
 from sbcore.plugins import create_plugins
 from sbcore.testing.resume import assert_resume_is_exact

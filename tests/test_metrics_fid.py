@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sbcore.config import ConfigError
+from sbcore.config_text import ConfigError
 from sbcore.metrics.evaluate import build_metrics
 from sbcore.metrics.inception import WEIGHTS_FILE, inception_weights, to_uint8_rgb
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sbcore.cli import main
-from sbcore.config import ConfigError
+from sbcore.config_text import ConfigError
 from sbcore.data.images import MNIST
 from sbcore.metrics.classifier import ClassifierAccuracy
 from sbcore.metrics.digits import load_digits_cnn, load_domain

@@ -9,7 +9,7 @@ import pytest
 import scipy.stats
 import torch
 
-from sbcore.config import ConfigError
+from sbcore.config_text import ConfigError
 from sbcore.metrics.evaluate import build_metrics, evaluate_samples
 from sbcore.metrics.gaussian import bw2
 from sbcore.metrics.translation import Translation

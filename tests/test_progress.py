@@ -6,7 +6,8 @@ import io
 import itertools
 import re
 
-from sbcore.config import merge, parse_overrides, structure_config
+from sbcore.config import structure_config
+from sbcore.config_text import merge, parse_overrides
 from sbcore.launch.local import run_local
 from sbcore.train.progress import Progress
 

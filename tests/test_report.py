@@ -14,7 +14,8 @@ import pytest
 from PIL import Image
 
 from sbcore.cli import build_parser
-from sbcore.config import ConfigError, merge, parse_overrides, structure_config
+from sbcore.config import structure_config
+from sbcore.config_text import ConfigError, merge, parse_overrides
 from sbcore.launch.local import run_local
 from sbcore.metrics.plugin import sbcore_evaluate, sbcore_run_start
 from sbcore.metrics.translation import Evaluation, Translation

@@ -14,7 +14,8 @@ import math
 import pytest
 import torch
 
-from sbcore.config import merge, structure_config
+from sbcore.config import structure_config
+from sbcore.config_text import merge
 from sbcore.errors import UserError
 from sbcore.launch.local import run_local
 from sbcore.metrics.gaussian import GaussianSB, kl_gaussian

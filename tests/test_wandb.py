@@ -7,7 +7,8 @@ import warnings
 
 import wandb  # noqa: F401 - the extra is part of the test install: a missing one fails here, never skips
 
-from sbcore.config import merge, parse_overrides, structure_config
+from sbcore.config import structure_config
+from sbcore.config_text import merge, parse_overrides
 from sbcore.launch.local import run_local
 from sbcore.log import wandb as wandb_log
 from sbcore.log.plugin import read_metrics

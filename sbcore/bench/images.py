@@ -26,7 +26,8 @@ import attrs
 import torch
 from torch import Tensor
 
-from sbcore.config import merge, read_yaml_file, structure_config
+from sbcore.config import structure_config
+from sbcore.config_text import merge, read_yaml_file
 from sbcore.errors import UserError
 from sbcore.io.files import atomic_write
 from sbcore.io.plots import before_after_grid

@@ -56,7 +56,7 @@ def find_pipes(tree: Any, path: str = "config") -> list[tuple[str, str]]:
 
 def check_run_pipes(run_dir: Path) -> None:
     """Stop before rebuilding a run whose config.yaml runs shell commands, unless ``SBCORE_ALLOW_PIPE=1``."""
-    from sbcore.config import load_yaml
+    from sbcore.config_text import load_yaml
 
     path = Path(run_dir) / "config.yaml"
     if pipe_allowed() or not path.is_file():

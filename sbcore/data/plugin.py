@@ -7,7 +7,8 @@ from typing import Any, Literal
 
 import attrs
 
-from sbcore.config import ConfigError, DataSource, error_lines, make_converter
+from sbcore.config import DataSource, error_lines, make_converter
+from sbcore.config_text import ConfigError
 from sbcore.data.arrays import ArraysSource
 from sbcore.data.gaussian import GaussianSource
 from sbcore.data.image_folder import ImageFolderSource

@@ -28,7 +28,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
-from sbcore.config import shorten
+from sbcore.config_text import shorten
 from sbcore.errors import SbcoreError
 from sbcore.io.files import atomic_write
 from sbcore.network.base import build_network

@@ -9,7 +9,7 @@ def launch(config: Any, config_path: str | None, plugins: Any) -> int:
     """Run or submit `config` as its launcher says; returns a process exit status."""
     kind = config.launcher.kind
     if config.launcher.array and kind in ("local", "torchrun"):
-        from sbcore.config import ConfigError
+        from sbcore.config_text import ConfigError
 
         raise ConfigError([f"launcher.array (one run per seed) needs launcher.kind slurm or submitit-local, "
                            f"not {kind!r} @ config.launcher.array"])

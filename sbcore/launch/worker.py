@@ -16,7 +16,8 @@ from typing import Any
 import attrs
 import torch
 
-from sbcore.config import Config, read_yaml_file, structure_config
+from sbcore.config import Config, structure_config
+from sbcore.config_text import read_yaml_file
 from sbcore.io import checkpoint as ckpt
 from sbcore.launch import distributed
 from sbcore.plugins import Plugins, get_plugins

@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from sbcore.config import shorten
+from sbcore.config_text import shorten
 from sbcore.hookspecs import hookimpl
 from sbcore.io import plots
 from sbcore.io.files import atomic_write

@@ -17,7 +17,8 @@ import torch
 from torch import Tensor
 
 from sbcore import __version__
-from sbcore.config import ConfigError, error_lines, load_yaml, make_converter, schema_for
+from sbcore.config import error_lines, make_converter, schema_for
+from sbcore.config_text import ConfigError, load_yaml
 from sbcore.io.plots import atomic_write
 from sbcore.launch.distributed import read_plan
 from sbcore.metrics.base import Metric, MetricUnavailable

@@ -12,7 +12,8 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from sbcore.config import ConfigError, DataSource, error_lines, make_converter, schema_for
+from sbcore.config import DataSource, error_lines, make_converter, schema_for
+from sbcore.config_text import ConfigError
 from sbcore.data.arrays import SUFFIXES
 from sbcore.metrics.features import Stats, default_extractor, make_extractor, stats_of
 from sbcore.plugins import get_plugins

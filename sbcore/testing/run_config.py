@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from sbcore.config import merge
+from sbcore.config_text import merge
 
 _TINY: dict[str, Any] = {
     "plugin": "bm", "name": "tiny", "seed": 0,

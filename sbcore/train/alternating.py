@@ -51,7 +51,8 @@ import torch
 from attrs import validators as v
 from torch import Tensor
 
-from sbcore.config import ConfigError, CouplingSpec
+from sbcore.config import CouplingSpec
+from sbcore.config_text import ConfigError
 from sbcore.coupling.cache import SimulationCache
 from sbcore.network.base import Network
 from sbcore.process.base import ENDS, Direction, check_prediction

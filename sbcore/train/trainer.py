@@ -45,7 +45,8 @@ import torch
 from torch import Tensor, nn
 
 from sbcore import __version__
-from sbcore.config import DEFAULT_STEPS, ConfigError
+from sbcore.config import DEFAULT_STEPS
+from sbcore.config_text import ConfigError
 from sbcore.errors import NonFiniteError, UserError
 from sbcore.io import checkpoint as ckpt
 from sbcore.launch import distributed

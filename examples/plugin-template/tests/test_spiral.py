@@ -9,7 +9,8 @@ import yaml
 from sb_spiral.network import GatedMLP
 from sb_spiral.process import QuadraticBridge
 
-from sbcore.config import merge, parse_overrides, structure_config
+from sbcore.config import structure_config
+from sbcore.config_text import merge, parse_overrides
 from sbcore.example_configs import default_config
 from sbcore.launch.local import run_local
 from sbcore.plugins import create_plugins

@@ -12,7 +12,8 @@ from sb_dbfs.plugin import sbcore_sample_options
 from sb_dbfs.sweep import sweep
 
 from sbcore.cli import main
-from sbcore.config import ConfigError, read_yaml_file, structure_config
+from sbcore.config import structure_config
+from sbcore.config_text import ConfigError, read_yaml_file
 from sbcore.launch.local import run_local
 from sbcore.plugins import create_plugins
 from sbcore.run import Run

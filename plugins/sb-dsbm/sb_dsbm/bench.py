@@ -26,7 +26,8 @@ import attrs
 import torch
 
 from sb_dsbm.metrics import gaussian_report
-from sbcore.config import ConfigError, merge, parse_overrides, read_yaml_file, structure_config
+from sbcore.config import structure_config
+from sbcore.config_text import ConfigError, merge, parse_overrides, read_yaml_file
 from sbcore.metrics.gaussian import GaussianSB
 from sbcore.options import existing_path, option, parse_options, positive
 from sbcore.plugins import get_plugins

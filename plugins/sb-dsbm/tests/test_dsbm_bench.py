@@ -9,7 +9,8 @@ import pytest
 from sb_dsbm import bench
 
 from sbcore.cli import main
-from sbcore.config import read_yaml_file, structure_config
+from sbcore.config import structure_config
+from sbcore.config_text import read_yaml_file
 from sbcore.plugins import create_plugins
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "dsbm"

@@ -6,7 +6,8 @@ import pytest
 from sb_dsbm import bench
 
 from sbcore.cli import main
-from sbcore.config import ConfigError, structure_config
+from sbcore.config import structure_config
+from sbcore.config_text import ConfigError
 from sbcore.plugins import create_plugins
 
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 import yaml
 
-from sbcore.config import ConfigError, make_converter, merge, structure_config
+from sbcore.config import make_converter, structure_config
+from sbcore.config_text import ConfigError, merge
 from sbcore.plugins import create_plugins
 from sbcore.run import Run
 

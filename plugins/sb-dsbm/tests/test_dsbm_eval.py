@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from sbcore.cli import main
-from sbcore.config import read_yaml_file, structure_config
+from sbcore.config import structure_config
+from sbcore.config_text import read_yaml_file
 from sbcore.launch.local import run_local
 from sbcore.plugins import create_plugins
 

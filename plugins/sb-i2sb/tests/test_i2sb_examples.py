@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from sbcore.config import read_yaml_file, structure_config
+from sbcore.config import structure_config
+from sbcore.config_text import read_yaml_file
 from sbcore.plugins import create_plugins
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "i2sb"

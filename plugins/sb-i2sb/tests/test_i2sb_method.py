@@ -10,7 +10,8 @@ import torch
 from sb_i2sb.method import I2SB, NET
 from torch import nn
 
-from sbcore.config import ConfigError, structure_config
+from sbcore.config import structure_config
+from sbcore.config_text import ConfigError
 from sbcore.launch.local import run_local
 from sbcore.plugins import create_plugins
 from sbcore.run import Run

@@ -189,7 +189,7 @@ def test_vp_eps_needs_a_vp_process(tmp_path, plugins):
 def test_the_vp_example_config_is_valid(plugins):
     from pathlib import Path
 
-    from sbcore.config import read_yaml_file
+    from sbcore.config_text import read_yaml_file
 
     path = Path(__file__).resolve().parents[3] / "examples" / "sdsb" / "gaussian_checkerboard_from_vp.yaml"
     config = structure_config(read_yaml_file(path), plugins.registry)

@@ -7,7 +7,8 @@ import pytest
 import torch
 from sb_sdsb.method import SDSB
 
-from sbcore.config import ConfigError, structure_config
+from sbcore.config import structure_config
+from sbcore.config_text import ConfigError
 from sbcore.plugins import create_plugins
 from sbcore.run import Run
 from sbcore.testing.resume import assert_resume_is_exact
