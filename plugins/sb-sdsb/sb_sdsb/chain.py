@@ -176,8 +176,8 @@ class ChainSampler(Sampler):
 
     def sample(self, model: Predictor, x_start: Tensor, grid: Tensor, *, callback: Any = None,
                return_path: bool = False, record: bool = False) -> Trajectory:
-        if callback is not None or record:
-            raise ValueError("sdsb_chain takes no callback and records no predictions")
+        if callback is not None:
+            raise ValueError("sdsb_chain takes no callback")
         n = len(grid) - 1
         if model.predict == "mean" and n != self.steps:
             raise ValueError(f"a mean-predicting (dsb/simplified) network is tied to its {self.steps} steps, got {n}")
@@ -185,9 +185,15 @@ class ChainSampler(Sampler):
         grid = grid.to(x_start)
         tau = grid if model.direction == "forward" else 1 - grid
 
+        # the predicted end of each step, where the network has one (TR-DSB's endpoint, FR-DSB's velocity)
+        ends: list[Tensor] | None = [] if record and model.predict != "mean" else None
+
         def mean(x: Tensor, k: int) -> Tensor:
             out = model(x, grid[k].expand(x.shape[0])).output
+            if ends is not None:
+                ends.append(out if model.predict == "endpoint" else x + out * expand_t(1 - tau[k], x))
             return next_mean(model.predict, out, x, tau[k], tau[k + 1])
 
         chain = simulate(mean, x_start, gammas, last_noise=self.last_step_noise)
-        return Trajectory(chain.path[-1], chain.path if return_path else None, nfe=n)
+        return Trajectory(chain.path[-1], chain.path if return_path else None, nfe=n,
+                          predictions=torch.stack(ends) if ends is not None else None)

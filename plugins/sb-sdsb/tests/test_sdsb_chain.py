@@ -155,6 +155,15 @@ def test_chain_sampler_lands_on_a_constant_endpoint(direction):
     velocity = sampler.sample(Predictor(lambda y, t: end.expand_as(y), BrownianBridge(0.0), direction, "velocity"),
                               x, grid)
     torch.testing.assert_close(velocity.x, x + end)  # x + v over the whole clock
+    # record: every step's predicted end (eval.output=predicted_end); the endpoint network's own output, and
+    # x + v (1 - tau) for the velocity one, which on this straight path is x + end at every step
+    recorded = sampler.sample(Predictor(net, BrownianBridge(0.0), direction, "endpoint"), x, grid, record=True)
+    torch.testing.assert_close(recorded.predictions, end.expand(4, 3, 2))
+    recorded = sampler.sample(Predictor(lambda y, t: end.expand_as(y), BrownianBridge(0.0), direction, "velocity"),
+                              x, grid, record=True)
+    torch.testing.assert_close(recorded.predictions, (x + end).expand(4, 3, 2))
+    mean = sampler.sample(Predictor(lambda y, t: y, BrownianBridge(0.0), direction, "mean"), x, grid, record=True)
+    assert mean.predictions is None  # a mean network has no predicted end: the core refuses predicted_end
 
 
 def test_chain_sampler_sees_the_core_time_and_checks_its_steps():
