@@ -120,7 +120,8 @@ def test_cycle_stats_are_per_sample_l2():
     assert stats["max"] == 99 and stats["mean"] == pytest.approx(49.5) and stats["median"] == 49
 
 
-@pytest.mark.parametrize("name", ["moons", "checkerboard", "mnist", "mnist_cpu", "fashion_mnist", "fashion_mnist_cpu"])
+@pytest.mark.parametrize("name", ["moons", "checkerboard", "mnist", "mnist_cpu", "fashion_mnist", "fashion_mnist_cpu",
+                                  "digits_cpu", "letters_cpu", "mnist_classes_cpu"])
 def test_example_configs_are_valid(name, plugins):
     from pathlib import Path
 
