@@ -92,7 +92,7 @@ SAMPLERS: dict[str, list[dict[str, Any]]] = {
                          dict(params={"steps": 4, "solver": "heun"}, reverse=True, predict="velocity")],
     "exponential": [dict(params={"steps": 4}, process=SpectralProcess(dims=1), landing_process=SpectralProcess(dims=1),
                          shape=(1, 8))],
-    "sdsb_chain": [dict(params={"steps": 4, "gamma": "constant_0"}, callback=False, record=False)],
+    "sdsb_chain": [dict(params={"steps": 4, "gamma": "constant_0"}, callback=False)],
     # I2SB's posterior steps need std_fwd(t) (the scheduled bridge has it) and only go backward
     "i2sb": [dict(params={"steps": 4, "grid_size": 100}, process=ScheduledBridge(), landing_process=ScheduledBridge(),
                   directions=("backward",))],
