@@ -4,7 +4,6 @@ builds tensors and plain containers and refuses every other object before it is 
 
 from __future__ import annotations
 
-import pickle
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ def load_pt(path: Path) -> Any:
     unpickler refuses an object (naming it; nothing in the file was run) or the file is damaged."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
+    except torch.serialization.pickle.UnpicklingError as exc:  # the restricted loader's refusal
         raise ValueError(f"{path}: cannot be read as .pt: refused, it holds objects other than tensors and plain "
                          f"containers ({_refused(exc)}); nothing in it was run") from None
     except (OSError, ValueError, RuntimeError, zipfile.BadZipFile, EOFError) as exc:
