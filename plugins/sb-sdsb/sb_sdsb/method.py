@@ -1,12 +1,15 @@
 """The `sdsb` method: discrete-time IPF on cached chains (Tang et al. 2024, "Simplified Diffusion Schrödinger
 Bridge"; De Bortoli et al. 2021, "Diffusion Schrödinger Bridge", Alg. 1), on the core's alternating service.
 
-Two networks, named by the sides they map: `x0_to_x1` (the paper's G, prior -> data; put the prior in
-`data.x0`) and `x1_to_x0` (H). Epoch e trains x0_to_x1 when e is even and x1_to_x0 when e is odd, each on
-the time reversal of chains simulated by the other network (the core's frozen EMA teacher) from real
-samples of its start side. Epoch 0 reverses the reference chain started at x1 data: `noiser: flow`, a
-noisy straight-line bridge to an independent x0 sample (so the first network learns flow matching), or
-`noiser: dsb`, DSB's OU chain; its chains cost no network evaluation and are drawn fresh every step.
+Two networks, named by the sides they map: `x0_to_x1` and `x1_to_x0`. `prior` names the side the paper's G
+(prior -> data) starts from: with the default `prior: x0`, epoch e trains x0_to_x1 when e is even and
+x1_to_x0 when e is odd; `prior: x1` mirrors it (x1_to_x0 first), so a translation recipe keeps its sides in
+the order every other method reads them and still picks which direction S-DSB learns first. Each epoch
+trains on the time reversal of chains simulated by the other network (the core's frozen EMA teacher) from
+real samples of its start side. Epoch 0 reverses the reference chain started at data-side samples:
+`noiser: flow`, a noisy straight-line bridge to an independent prior sample (so the first network learns
+flow matching), or `noiser: dsb`, DSB's OU chain; its chains cost no network evaluation and are drawn fresh
+every step.
 What the networks regress is `simplify`/`reparam` (`sb_sdsb.chain`):
 
     DSB     simplify: false                mean matching, eq. (12) of De Bortoli et al.
@@ -20,12 +23,12 @@ reference instead reads one shuffled pass). AdamW keeps its state across epochs 
 reference); `train.ema_decay: 0` is the reference's no-EMA setting.
 
 Initialisation from a pretrained model (Tang et al. 2024, Sec. 4.4) replaces epoch 0: `train.init_from` loads
-x0_to_x1 and training starts with x1_to_x0 on its chains. ``network_output`` says what that network outputs:
-its target's own quantity (native), a flow-matching velocity (velocity: a `bm` run with process sigma 0 and
-``predict: velocity``), or a VP diffusion model's eps (vp_eps: a `ddib` run, with the run's `process: {kind: vp,
-...}` and ``eps_skip``); `sb_sdsb.init` converts either, in closed form, to the endpoint (TR-DSB) or next mean
-(S-DSB, DSB) the target asks for, in the loss and in the chains, so the loaded network keeps training as that
-S-DSB variant.
+the prior -> data network and training starts with the other one on its chains. ``network_output`` says what
+that network outputs: its target's own quantity (native), a flow-matching velocity (velocity: a `bm` run with
+process sigma 0 and ``predict: velocity``), or a VP diffusion model's eps (vp_eps: a `ddib` run, with the
+run's `process: {kind: vp, ...}` and ``eps_skip``); `sb_sdsb.init` converts either, in closed form, to the
+endpoint (TR-DSB) or next mean (S-DSB, DSB) the target asks for, in the loss and in the chains, so the loaded
+network keeps training as that S-DSB variant.
 """
 
 from __future__ import annotations
@@ -64,12 +67,15 @@ class SDSBConfig:
 
     simplify: regress the previous state (S-DSB) instead of DSB's mean-matching target.
     reparam: null, term (predict the end point, TR-DSB) or flow (predict the velocity, FR-DSB); needs simplify.
-    noiser: the epoch-0 reference chain: flow (noisy straight-line bridge to an independent x0) or dsb (OU).
+    prior: the side epoch 0 starts from (the paper's prior): x0 (x0_to_x1 trains first) or x1 (x1_to_x0 first).
+    noiser: the epoch-0 reference chain: flow (noisy straight-line bridge to an independent prior sample) or dsb
+        (OU).
     gamma: per-step noise schedule, sqrt(2 gamma_k) xi (`sb_sdsb.gamma`: linear, linear_MIN_MAX, constant,
         constant_VALUE).
     training_timesteps: N, the chain's steps in training (networks see the step as t = s / N).
     inference_timesteps: steps when sampling; only term/flow networks may differ from N.
-    epochs: number of epochs (even ones train x0_to_x1, odd ones x1_to_x0); they set train.steps.
+    epochs: number of epochs (even ones train the prior -> data network, odd ones the other); they set
+        train.steps.
     steps_per_epoch: optimisation steps per epoch.
     cache_size: chain steps (rows) held by the cache, a multiple of N; 0 simulates every batch afresh.
     refresh_every: optimisation steps between cache rebuilds.
@@ -84,6 +90,7 @@ class SDSBConfig:
     """
 
     simplify: bool = True
+    prior: Literal["x0", "x1"] = "x0"
     reparam: Literal["term", "flow"] | None = None
     noiser: Literal["flow", "dsb"] = "flow"
     gamma: str = "linear_1e-4_1e-3"
@@ -114,6 +121,9 @@ class SDSBConfig:
             if getattr(self, key) % n:
                 raise ValueError(f"{key} counts chain steps: it must be a multiple of training_timesteps ({n}), "
                                  f"got {getattr(self, key)}")
+        if self.prior == "x1" and self.network_output != "native":
+            raise ValueError(f"network_output: {self.network_output} converts a pretrained x0_to_x1 (prior x0 -> "
+                             "data): set prior: x0 and put the pretrained model's prior side in data.x0")
         if self.skip_first_epoch and self.epochs < 2:
             raise ValueError("skip_first_epoch leaves no epoch to train: set epochs >= 2")
 
@@ -124,10 +134,16 @@ class SDSBConfig:
     # ---- what the core's alternating service reads ------------------------------------------
 
     @property
+    def first_direction(self) -> Direction:
+        """The direction of the prior -> data network, the one epoch 0 trains."""
+        return "forward" if self.prior == "x0" else "backward"
+
+    @property
     def schedule(self) -> Schedule:
         skip = int(self.skip_first_epoch)
-        first: tuple[Direction, ...] = ("backward", "forward") if skip else ("forward", "backward")
-        return Schedule(first, self.steps_per_epoch, self.epochs - skip)
+        lead = self.first_direction
+        order: tuple[Direction, ...] = (OTHER[lead], lead) if skip else (lead, OTHER[lead])
+        return Schedule(order, self.steps_per_epoch, self.epochs - skip)
 
     @property
     def directions(self) -> tuple[Direction, ...]:
@@ -243,10 +259,11 @@ class SDSB(AlternatingBridgeMatching):
         return self.rows(simulate(mean, start, self.gammas, cross=self.method.target == "dsb"), x_start.shape[0])
 
     def reference_rows(self, n: int) -> dict[str, Tensor]:
-        """n rows of the epoch-0 reference chain, started at x1 data."""
+        """n rows of the epoch-0 reference chain, started at data-side samples (the side that is not the prior)."""
         m, chains = self.method, math.ceil(n / self.method.training_timesteps)
-        start = self.draw("x1", chains, self.data_generator).to(self.device)
-        mean = (flow_noiser(self.draw("x0", chains, self.data_generator).to(self.device), m.training_timesteps)
+        data_side = "x1" if m.prior == "x0" else "x0"
+        start = self.draw(data_side, chains, self.data_generator).to(self.device)
+        mean = (flow_noiser(self.draw(m.prior, chains, self.data_generator).to(self.device), m.training_timesteps)
                 if m.noiser == "flow" else dsb_noiser(self.gammas))
         chain = simulate(mean, start, self.gammas, cross=m.target == "dsb")
         return self.rows(chain, n, reference_compat=m.reference_compat and m.noiser == "dsb")

@@ -67,7 +67,38 @@ def test_config_resolves_steps_sampler_and_schedule(tmp_path, plugins):
     assert [skipped.method.schedule.stage_at(k).direction for k in (0, 4)] == ["backward", "forward"]
 
 
+def test_prior_x1_mirrors_the_schedule(tmp_path, plugins):
+    """prior: x1 trains x1_to_x0 first (and skips to x0_to_x1 after a pretrained start)."""
+    config = structure_config(raw_config(tmp_path, {"prior": "x1"}), plugins.registry)
+    assert [config.method.schedule.stage_at(k).direction for k in (0, 4, 8)] == ["backward", "forward", "backward"]
+    skipped = structure_config(raw_config(tmp_path, {"prior": "x1", "skip_first_epoch": True}), plugins.registry)
+    assert [skipped.method.schedule.stage_at(k).direction for k in (0, 4)] == ["forward", "backward"]
+
+
+def test_prior_x1_is_the_mirror_of_swapped_sides(tmp_path, plugins):
+    """Epoch 0 with the sides swapped and prior: x1 draws the very reference chains of prior: x0."""
+    plain = make_trainer(tmp_path / "a", plugins)
+    raw = raw_config(tmp_path / "b", {"prior": "x1"})
+    raw["data"] = {"x0": raw["data"]["x1"], "x1": raw["data"]["x0"]}
+    config = structure_config(raw, plugins.registry)
+    mirrored = SDSB(Run(config=config, dir=tmp_path / "b", plugins=plugins, device=torch.device("cpu")))
+    mirrored._seed()
+    mirrored.setup()
+
+    def rows(trainer: SDSB) -> dict[str, torch.Tensor]:
+        torch.manual_seed(0)  # the chains' noise
+        return trainer.reference_rows(32)
+
+    a, b = rows(plain), rows(mirrored)
+    assert all(torch.equal(a[k], b[k]) for k in ("x", "target", "label"))
+    # the chains start at the data side (checkerboard, |x| up to ~4) and end at the prior (pinwheel)
+    ends = a["target"].view(8, N, 2)[:, 0]
+    assert ends.norm(dim=1).max() < 2.0
+
+
 @pytest.mark.parametrize("method, message", [
+    ({"prior": "x1", "network_output": "velocity"}, "set prior: x0"),
+    ({"prior": "x2"}, "prior"),
     ({"gamma": "linear_1e-2_1e-3"}, r"method.gamma: MIN must be <= MAX .*'linear_1e-2_1e-3'"),
     ({"gamma": "linear", "training_timesteps": 5, "inference_timesteps": 5}, "even number of steps"),
     ({"simplify": False, "reparam": "term"}, "set simplify: true"),
