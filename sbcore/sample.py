@@ -202,6 +202,22 @@ def read_image_folder(folder: Path, shape: tuple[int, ...]) -> tuple[Tensor, lis
     return torch.stack(images).float() / 127.5 - 1.0, [f.relative_to(folder).as_posix() for f in files]
 
 
+def to_sample_layout(x: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """`x` as (N, *shape) where the layout is unambiguous: one sample without its batch axis; for an image run
+    (C, H, W), grayscale images stored (N, H, W) as MNIST ships them, and images stored channels-last (N, H, W, C)
+    as numpy and PIL hold them. Anything else is left for the caller's shape check."""
+    if tuple(x.shape) == shape:
+        return x.unsqueeze(0)
+    if len(shape) != 3 or shape[0] not in (1, 3):
+        return x
+    channels, height, width = shape
+    if channels == 1 and tuple(x.shape[1:]) == (height, width):
+        return x.unsqueeze(1)
+    if x.ndim == 4 and tuple(x.shape[1:]) == (height, width, channels):
+        return x.permute(0, 3, 1, 2).contiguous()
+    return x
+
+
 def read_input_array(file: Path, shape: tuple[int, ...], key: str | None = None) -> Tensor:
     """One array of `file` as float (N, *shape): its only array, `key`, or a single sample of `shape`."""
     try:
@@ -213,9 +229,7 @@ def read_input_array(file: Path, shape: tuple[int, ...], key: str | None = None)
     if key is not None and key not in arrays:
         raise DataError(f"input={file}: has no array {key!r}; it holds {sorted(arrays)}")
     x = arrays[key] if key is not None else next(iter(arrays.values()))
-    x = x.float() / 127.5 - 1.0 if x.dtype == torch.uint8 else x.float()
-    if tuple(x.shape) == shape:
-        x = x.unsqueeze(0)
+    x = to_sample_layout(x.float() / 127.5 - 1.0 if x.dtype == torch.uint8 else x.float(), shape)
     if tuple(x.shape[1:]) != shape:
         raise DataError(f"input={file}: expected samples of shape {shape} (the run's data), "
                     f"given {tuple(x.shape[1:])} (array of shape {tuple(x.shape)})")

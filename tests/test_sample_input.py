@@ -59,6 +59,17 @@ def test_array_file_is_translated_and_gridded(mnist_shaped_run, tmp_path, capsys
     assert arrays["x0"].shape == (1, *SHAPE) and int(arrays["nfe"]) == 1
 
 
+def test_grayscale_and_channels_last_arrays_are_read_as_samples(mnist_shaped_run, tmp_path):
+    """MNIST's own (N, 28, 28) uint8 arrays and channels-last (N, 28, 28, 1) ones need no reshaping first."""
+    pixels = np.random.default_rng(2).integers(0, 256, size=(3, 28, 28), dtype=np.uint8)
+    expected = pixels[:, None].astype(np.float32) / 127.5 - 1
+    for name, array in (("gray.npy", pixels), ("last.npy", pixels[..., None])):
+        np.save(tmp_path / name, array)
+        out = tmp_path / f"{name}.npz"
+        assert main(["sample", f"run={mnist_shaped_run}", f"input={tmp_path / name}", f"out={out}"]) == 0
+        np.testing.assert_allclose(np.load(out)["x0"], expected, atol=1e-6)
+
+
 def test_image_folder_is_converted_like_the_run_data(mnist_shaped_run, tmp_path):
     folder = tmp_path / "pngs"
     folder.mkdir()
