@@ -49,7 +49,7 @@ from sbcore.io import checkpoint as ckpt
 from sbcore.io import plots
 from sbcore.metrics.translation import Evaluation
 from sbcore.network.base import Network
-from sbcore.process.base import Direction
+from sbcore.process.base import ENDS, Direction
 from sbcore.process.vp import VPDiffusion
 from sbcore.sampler.base import Predictor
 from sbcore.train.alternating import AlternatingBridgeMatching, Schedule, Stage
@@ -261,9 +261,9 @@ class SDSB(AlternatingBridgeMatching):
     def reference_rows(self, n: int) -> dict[str, Tensor]:
         """n rows of the epoch-0 reference chain, started at data-side samples (the side that is not the prior)."""
         m, chains = self.method, math.ceil(n / self.method.training_timesteps)
-        data_side = "x1" if m.prior == "x0" else "x0"
+        prior, data_side = ENDS[m.first_direction]
         start = self.draw(data_side, chains, self.data_generator).to(self.device)
-        mean = (flow_noiser(self.draw(m.prior, chains, self.data_generator).to(self.device), m.training_timesteps)
+        mean = (flow_noiser(self.draw(prior, chains, self.data_generator).to(self.device), m.training_timesteps)
                 if m.noiser == "flow" else dsb_noiser(self.gammas))
         chain = simulate(mean, start, self.gammas, cross=m.target == "dsb")
         return self.rows(chain, n, reference_compat=m.reference_compat and m.noiser == "dsb")
